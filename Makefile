@@ -1,0 +1,49 @@
+# payrecon: the README's two commands are `make demo` and `make test`; everything else is for developers.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test test-fast lint typecheck kafka-up kafka-down sample bench clean
+
+# Create the virtual environment and install the locked dependencies plus payrecon itself (editable).
+$(STAMP): pyproject.toml requirements.lock
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip "uv==0.13.9"
+	$(BIN)/uv pip install --python $(BIN)/python -r requirements.lock
+	$(BIN)/uv pip install --python $(BIN)/python --no-deps -e .
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+## The main job on the embedded default: a generated business day, end to end, with its report.
+demo: $(STAMP)
+	$(BIN)/payrecon demo
+
+## The whole test suite (starts the local Kafka broker for the Kafka tests).
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+## The fast tests only: no real Kafka, no DAG runs, no large days.
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -m "not slow"
+
+lint: $(STAMP)
+	$(BIN)/ruff check pipelines connectors dags tests bench
+	$(BIN)/ruff format --check pipelines connectors dags tests bench
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+kafka-up: $(STAMP)
+	$(BIN)/python -m connectors.kafka.broker up
+
+kafka-down: $(STAMP)
+	$(BIN)/python -m connectors.kafka.broker down
+
+## Regenerate the committed sample day (data/samples/).
+sample: $(STAMP)
+	$(BIN)/payrecon simulate --date 2026-11-02 --days 2 --payments 1000 --seed 7 --out data/samples
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache out

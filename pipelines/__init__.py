@@ -1,0 +1,1 @@
+"""payrecon: payment reconciliation and fund accounting."""

@@ -104,7 +104,8 @@ class Rule(_Strict):
     match_keys: tuple[MatchKey, ...] = (MatchKey.CHANNEL_TXN_ID, MatchKey.PAYMENT_ID, MatchKey.AMOUNT_TIME)
     amount_tolerance_minor: int = Field(default=0, ge=0)
     amount_time_window_s: int = Field(default=600, ge=0)
-    callback_window_s: int = Field(default=300, gt=0)
+    # None: the channel sends no callbacks (a bank account); the stream matcher does not watch it.
+    callback_window_s: int | None = Field(default=300, gt=0)
     carry_forward: CarryForward = CarryForward()
     status_map: dict[str, PaymentStatus]
     fees: Fees = Fees()

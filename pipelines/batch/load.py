@@ -1,0 +1,181 @@
+"""Load one business day's inputs into explicitly typed frames.
+
+- `read_internal`: `internal/payments.csv` (SPEC section 4 columns) to INTERNAL_SCHEMA. Every column is
+  read as text and converted strictly: amounts are integer minor units (never inferred, never a
+  float), enums are closed, timestamps are ISO 8601 UTC. A bad row refuses the whole file with an
+  `InputFileError` naming the file, the line and the reason.
+- `parse_channel_file`: one channel file through the rule's parser (`connectors.statements`), with
+  the channel status code in `raw` mapped through the rule's `status_map` into a `status` column. An
+  unknown status code refuses the file (it is never guessed).
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+
+import polars as pl
+
+from connectors.statements import LINE_SCHEMA, ParsedFile, StatementError, get_format
+from pipelines.matching.rules import Rule
+from pipelines.money import AMOUNT_MINOR_MAX, CURRENCY_EXPONENTS
+from pipelines.records import PAYMENTS_CSV_COLUMNS, BizType, PaymentStatus
+
+INTERNAL_SCHEMA: dict[str, pl.DataType] = {
+    "payment_id": pl.String(),
+    "biz_type": pl.String(),
+    "parent_payment_id": pl.String(),
+    "merchant_id": pl.String(),
+    "account_id": pl.String(),
+    "channel": pl.String(),
+    "channel_txn_id": pl.String(),
+    "amount_minor": pl.Int64(),
+    "currency": pl.String(),
+    "fee_minor": pl.Int64(),
+    "status": pl.String(),
+    "created_at": pl.Datetime("us", "UTC"),
+    "updated_at": pl.Datetime("us", "UTC"),
+    "trace_id": pl.String(),
+}
+assert tuple(INTERNAL_SCHEMA) == PAYMENTS_CSV_COLUMNS
+
+# A statement frame after status mapping: LINE_SCHEMA plus the normalised status.
+MAPPED_LINE_SCHEMA: dict[str, pl.DataType] = {**LINE_SCHEMA, "status": pl.String()}
+
+# Hidden files and our own quarantine notes are never channel files.
+_IGNORED_SUFFIXES = (".reason.json", ".part", ".tmp")
+
+
+class InputFileError(StatementError):
+    """Our own internal extract is unreadable; the day cannot be reconciled until it is fixed."""
+
+
+def _first_bad(mask: pl.Series) -> int | None:
+    bad = mask.fill_null(True).arg_true()
+    return int(bad[0]) if len(bad) else None
+
+
+def _minor_units(text: pl.Series, path: Path, column: str, *, allow_empty: bool) -> pl.Series:
+    """Text cells of non-negative integer minor units to Int64; the first bad cell raises."""
+    stripped = text.str.strip_chars()
+    ok = stripped.str.contains(r"^\d{1,19}$")
+    if allow_empty:
+        ok = ok | stripped.is_null() | (stripped == "")
+    row = _first_bad(ok)
+    if row is not None:
+        raise InputFileError(
+            path, row + 2, "bad_amount", f"{column} {stripped[row]!r} is not a non-negative integer of minor units"
+        )
+    magnitude = stripped.replace("", None).cast(pl.UInt64, strict=False)
+    row = _first_bad(~(magnitude > AMOUNT_MINOR_MAX).fill_null(False))
+    if row is not None:
+        raise InputFileError(
+            path, row + 2, "overflow", f"{column} {stripped[row]!r} does not fit a signed 64-bit amount"
+        )
+    return magnitude.cast(pl.Int64).alias(column)
+
+
+def _timestamps(text: pl.Series, path: Path, column: str) -> pl.Series:
+    parsed = text.str.strip_chars().str.to_datetime(time_zone="UTC", time_unit="us", strict=False)
+    row = _first_bad(parsed.is_not_null())
+    if row is not None:
+        raise InputFileError(path, row + 2, "bad_timestamp", f"{column} {text[row]!r} is not an ISO 8601 UTC time")
+    return parsed.alias(column)
+
+
+def _closed(text: pl.Series, path: Path, column: str, allowed: list[str]) -> pl.Series:
+    row = _first_bad(text.is_in(allowed))
+    if row is not None:
+        raise InputFileError(path, row + 2, f"bad_{column}", f"{column} {text[row]!r} is not one of {allowed}")
+    return text
+
+
+def read_internal(path: Path) -> pl.DataFrame:
+    """Read `internal/payments.csv` into a frame of INTERNAL_SCHEMA (amounts Int64 minor units).
+
+    Raises InputFileError (file, 1-based line, reason) on a wrong header, an empty required cell,
+    an amount that is not a non-negative integer of minor units, an unknown biz_type, status or
+    currency, a bad timestamp, or a payment_id listed twice.
+    """
+    path = Path(path)
+    try:
+        with open(path, encoding="utf-8") as fh:
+            header = fh.readline().rstrip("\r\n")
+    except FileNotFoundError:
+        raise InputFileError(path, 0, "missing_file", "the internal extract is missing") from None
+    except UnicodeDecodeError:
+        raise InputFileError(path, 1, "encoding", "the header is not UTF-8") from None
+    if header.lstrip("\ufeff") != header:
+        raise InputFileError(path, 1, "bom", "the file starts with a byte order mark")
+    if tuple(header.split(",")) != PAYMENTS_CSV_COLUMNS:
+        raise InputFileError(path, 1, "bad_header", f"expected header {','.join(PAYMENTS_CSV_COLUMNS)}")
+    try:
+        text = pl.read_csv(path, schema={name: pl.String() for name in PAYMENTS_CSV_COLUMNS}, has_header=True)
+    except pl.exceptions.ComputeError as exc:
+        raise InputFileError(path, 0, "malformed_csv", str(exc).splitlines()[0]) from None
+    for column in ("payment_id", "biz_type", "channel", "amount_minor", "currency", "status", "created_at"):
+        row = _first_bad(text[column].is_not_null() & (text[column] != ""))
+        if row is not None:
+            raise InputFileError(path, row + 2, "empty_cell", f"{column} is empty")
+    dup = _first_bad(~text["payment_id"].is_duplicated())
+    if dup is not None:
+        raise InputFileError(path, dup + 2, "duplicate_key", f"payment_id {text['payment_id'][dup]!r} is listed twice")
+    _closed(text["biz_type"], path, "biz_type", [b.value for b in BizType])
+    _closed(text["status"], path, "status", [s.value for s in PaymentStatus])
+    _closed(text["currency"], path, "currency", sorted(CURRENCY_EXPONENTS))
+    updated = text["updated_at"].fill_null(text["created_at"])
+    frame = text.with_columns(
+        _minor_units(text["amount_minor"], path, "amount_minor", allow_empty=False),
+        _minor_units(text["fee_minor"], path, "fee_minor", allow_empty=True),
+        _timestamps(text["created_at"], path, "created_at"),
+        _timestamps(updated, path, "updated_at"),
+    )
+    return frame.select(pl.col(name).cast(dtype) for name, dtype in INTERNAL_SCHEMA.items())
+
+
+def empty_internal() -> pl.DataFrame:
+    return pl.DataFrame(schema=INTERNAL_SCHEMA)
+
+
+def channel_files(directory: Path) -> list[Path]:
+    """The channel's files of the day, sorted by name; hidden files and quarantine notes are skipped."""
+    if not directory.is_dir():
+        return []
+    return sorted(
+        p
+        for p in directory.iterdir()
+        if p.is_file() and not p.name.startswith(".") and not p.name.endswith(_IGNORED_SUFFIXES)
+    )
+
+
+def map_status(parsed: ParsedFile, rule: Rule) -> pl.DataFrame:
+    """The parsed lines with `status` (a PaymentStatus value) from the channel code in `raw`.
+
+    An unknown code raises StatementError on the first line carrying it.
+    """
+    frame = parsed.frame
+    known = frame["raw"].is_in(list(rule.status_map))
+    row = _first_bad(known)
+    if row is not None:
+        line_no = int(frame["line_no"][row])
+        raise StatementError(
+            parsed.path,
+            line_no,
+            "unknown_channel_status",
+            f"status code {frame['raw'][row]!r} is not in the status_map of rule {rule.ref}",
+        )
+    mapping = {code: status.value for code, status in rule.status_map.items()}
+    return frame.with_columns(pl.col("raw").replace_strict(mapping, return_dtype=pl.String).alias("status"))
+
+
+def parse_channel_file(path: Path, rule: Rule, business_date: date) -> tuple[ParsedFile, pl.DataFrame]:
+    """Parse one file with the rule's parser and map its statuses; StatementError refuses it whole."""
+    fmt = get_format(rule.parser)
+    parsed = fmt.parse(path, channel=rule.channel, business_date=business_date)
+    if parsed.frame.schema != pl.Schema(LINE_SCHEMA):
+        raise StatementError(path, 0, "parser_schema", f"parser {rule.parser} returned {parsed.frame.schema}")
+    return parsed, map_status(parsed, rule)
+
+
+def empty_lines() -> pl.DataFrame:
+    return pl.DataFrame(schema=MAPPED_LINE_SCHEMA)

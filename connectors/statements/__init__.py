@@ -134,7 +134,7 @@ def _load_all() -> None:
         importlib.import_module(f"connectors.statements.{module}")
 
 
-_FORMAT_MODULES: list[str] = ["payrecon_csv"]
+_FORMAT_MODULES: list[str] = ["payrecon_csv", "wechatpay", "alipay", "stripe", "camt053", "camt054"]
 
 
 def file_sha256(path: Path) -> str:

@@ -1,0 +1,307 @@
+"""What every statement parser shares: bounded reading, strict decoding, archive guards, typed columns.
+
+Each parser reads a file whole, checks it, and only then builds its frame, so a defect anywhere
+refuses the file with a `StatementError(path, line, reason, detail)` and nothing half-parsed escapes.
+The reason codes are a closed set (`REASONS`), so the quarantine, the tests and the operator all
+speak of the same defect by the same name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import io
+import zipfile
+from collections.abc import Callable, Iterable, Mapping
+from datetime import date
+from pathlib import Path
+
+import polars as pl
+
+from connectors.statements import LINE_SCHEMA, StatementError
+from pipelines.money import MoneyError, exponent
+from pipelines.money_frame import parse_amount_column
+from pipelines.records import LineType
+
+# Every reason a statement file can be refused for. A parser that needs a new one adds it here, so
+# the list stays the one place an operator reads to learn what can go wrong with a file.
+REASONS: frozenset[str] = frozenset(
+    {
+        "empty_file",  # no bytes, or only whitespace
+        "header_only",  # a header and nothing after it: no lines, no control totals
+        "truncated",  # the file ends before its trailer/summary/closing tag
+        "encoding",  # bytes that are not valid in the format's declared encoding
+        "bom",  # a byte order mark where the format has none
+        "bad_header",  # the column header is not the format's
+        "bad_record",  # a line or element that does not follow the format's grammar
+        "missing_field",  # a required field is absent or empty
+        "bad_line_type",  # a transaction type the format does not define
+        "bad_timestamp",  # a date or time that does not parse
+        "malformed_amount",  # an amount that is not a plain decimal
+        "empty_amount",
+        "thousands_separator",  # "1,234.00": refused, never guessed
+        "too_many_decimals",  # more fraction digits than the currency has: never rounded
+        "inexact_fee",  # a sub-minor-unit fee (WeChat's 5 decimals) that is not whole minor units
+        "overflow",  # an amount beyond signed 64 bits
+        "not_a_number",
+        "exponent_notation",
+        "unknown_currency",
+        "mixed_currency",  # a single-currency file holding another currency
+        "net_mismatch",  # gross - fee != net on one line
+        "control_total_mismatch",  # the file's own totals or counts disagree with its lines
+        "balance_mismatch",  # opening balance + entries != closing balance
+        "duplicate_file",  # the same bytes (sha256) were already taken in
+        "zip_bomb",  # an archive whose declared or actual expansion exceeds the limit
+        "bad_archive",  # a zip/gzip that cannot be opened, or holds the wrong members
+        "bad_xml",  # not well-formed XML, or a DTD/entity declaration (refused outright)
+        "unknown_format",  # `payrecon parse` could not tell which format a file is in
+    }
+)
+
+# Limits, unit last. A statement file of a day is at most a few GB uncompressed (10M lines of ~250
+# bytes); anything beyond is refused before it can exhaust memory.
+file_bytes_max = 8 * 1024**3
+archive_expanded_bytes_max = 8 * 1024**3
+# A real bill compresses 5-20x; 200x is the mark of a bomb, refused before inflating it further.
+archive_ratio_max = 200
+read_chunk_bytes = 1 << 20
+assert archive_expanded_bytes_max <= file_bytes_max
+
+
+def refuse(path: Path | str, line: int, reason: str, detail: str) -> StatementError:
+    """A StatementError with a reason from the closed set (an unknown reason is a bug)."""
+    assert reason in REASONS, f"unknown refusal reason {reason!r}"
+    return StatementError(path, line, reason, detail)
+
+
+def read_bytes(path: Path) -> bytes:
+    """The whole file, refused when empty or larger than `file_bytes_max`."""
+    size = path.stat().st_size
+    if size > file_bytes_max:
+        raise refuse(path, 0, "zip_bomb", f"{size} bytes exceeds the {file_bytes_max}-byte limit for one file")
+    data = path.read_bytes()
+    if not data.strip():
+        raise refuse(path, 0, "empty_file", "the file is empty")
+    return data
+
+
+def line_of_offset(data: bytes | str, offset: int) -> int:
+    """The 1-based line number of a byte (or character) offset."""
+    newline: bytes | str = b"\n" if isinstance(data, bytes) else "\n"
+    return data[:offset].count(newline) + 1  # type: ignore[arg-type]
+
+
+def decode(path: Path, data: bytes, encoding: str, *, allow_bom: bool = False) -> str:
+    """Decode strictly; a byte that is not valid `encoding` refuses the file at its line.
+
+    A UTF-8 byte order mark is refused (`bom`) unless `allow_bom`: the SPEC lists it as a defect of
+    the CSV formats, where it would glue itself to the first column name. CRLF becomes LF.
+    """
+    if data.startswith(b"\xef\xbb\xbf"):
+        if not allow_bom:
+            raise refuse(path, 1, "bom", "the file starts with a UTF-8 byte order mark; this format has none")
+        data = data[3:]
+    try:
+        text = data.decode(encoding)
+    except UnicodeDecodeError as exc:
+        raise refuse(
+            path, line_of_offset(data, exc.start), "encoding", f"byte {exc.start} is not valid {encoding}: {exc.reason}"
+        ) from None
+    if "\r" in text:
+        text = text.replace("\r\n", "\n")
+    return text
+
+
+def gunzip(path: Path, data: bytes) -> bytes:
+    """Inflate a gzip member with bounded memory: stops at `archive_expanded_bytes_max` or the ratio."""
+    limit = min(archive_expanded_bytes_max, max(len(data), 1 << 16) * archive_ratio_max)
+    out = io.BytesIO()
+    try:
+        with gzip.GzipFile(fileobj=io.BytesIO(data)) as fh:
+            while chunk := fh.read(read_chunk_bytes):
+                if out.tell() + len(chunk) > limit:
+                    raise refuse(path, 0, "zip_bomb", f"gzip expands beyond {limit} bytes ({len(data)} compressed)")
+                out.write(chunk)
+    except (OSError, EOFError, gzip.BadGzipFile) as exc:
+        raise refuse(path, 0, "bad_archive", f"not a readable gzip file: {exc}") from None
+    return out.getvalue()
+
+
+def unzip_member(
+    path: Path, data: bytes, *, suffix: str = ".csv", prefer: Callable[[str], bool] | None = None
+) -> tuple[str, bytes]:
+    """Extract the one member ending in `suffix` (or, among several, the one `prefer` picks by
+    name) with bounded memory. The declared size is checked before reading and the actual size
+    while streaming, since a crafted archive can lie in its directory.
+    """
+    try:
+        zf = zipfile.ZipFile(io.BytesIO(data))
+    except zipfile.BadZipFile as exc:
+        raise refuse(path, 0, "bad_archive", f"not a readable zip file: {exc}") from None
+    with zf:
+        for info in zf.infolist():
+            # Without the UTF-8 flag, zipfile decodes names as cp437; Chinese tools write GBK names.
+            if not info.flag_bits & 0x800:
+                with contextlib.suppress(UnicodeEncodeError, UnicodeDecodeError):
+                    info.filename = info.filename.encode("cp437").decode("gbk")
+        members = [i for i in zf.infolist() if i.filename.endswith(suffix) and not i.is_dir()]
+        if prefer is not None and len(members) > 1:
+            members = [i for i in members if prefer(i.filename)] or members
+        if len(members) != 1:
+            names = [i.filename for i in zf.infolist()]
+            raise refuse(path, 0, "bad_archive", f"expected one {suffix} member, found {names}")
+        info = members[0]
+        limit = min(archive_expanded_bytes_max, max(len(data), 1 << 16) * archive_ratio_max)
+        if info.file_size > limit:
+            raise refuse(path, 0, "zip_bomb", f"{info.filename} declares {info.file_size} bytes; the limit is {limit}")
+        out = io.BytesIO()
+        try:
+            with zf.open(info) as fh:
+                while chunk := fh.read(read_chunk_bytes):
+                    if out.tell() + len(chunk) > limit:
+                        raise refuse(path, 0, "zip_bomb", f"{info.filename} expands beyond {limit} bytes")
+                    out.write(chunk)
+        except (zipfile.BadZipFile, OSError, EOFError) as exc:
+            raise refuse(path, 0, "bad_archive", f"{info.filename}: {exc}") from None
+    return info.filename, out.getvalue()
+
+
+def split_lines(text: str) -> pl.Series:
+    """The lines of `text` as a String series (no trailing empty line), split natively by Polars."""
+    body = text[:-1] if text.endswith("\n") else text
+    return pl.Series("line", [body], dtype=pl.String).str.split("\n").explode()
+
+
+def split_fields(lines: pl.Series, n_fields: int, first_line_no: int, path: Path, sep: str = ",") -> pl.DataFrame:
+    """Split unquoted separated lines into `n_fields` String columns `f0..`; a line with another
+    field count refuses the file at that line (`bad_record`)."""
+    parts = lines.str.split(sep)
+    counts = parts.list.len()
+    bad = (counts != n_fields).arg_true()
+    if len(bad):
+        i = int(bad[0])
+        raise refuse(
+            path,
+            first_line_no + i,
+            "bad_record" if counts[i] > 1 else "truncated",
+            f"{counts[i]} fields where the layout has {n_fields}",
+        )
+    return pl.DataFrame({f"f{i}": parts.list.get(i) for i in range(n_fields)})
+
+
+def amounts(
+    path: Path,
+    values: pl.Series,
+    line_nos: pl.Series,
+    currency: str,
+    channel: str | None,
+    column: str,
+    *,
+    exp: int | None = None,
+    allow_empty: bool = False,
+) -> pl.Series:
+    """Parse a String column of major-unit amounts into Int64 minor units of `currency`, strictly.
+    `exp` overrides the currency's exponent (PayPal and BAI2 write minor units: exp 0). The first
+    bad cell refuses the file at its line."""
+    try:
+        e = exponent(currency, channel) if exp is None else exp
+        # Name the defect precisely: "1,234.00" is a thousands separator, not just "malformed".
+        commas = values.str.contains(",", literal=True).fill_null(False).arg_true()
+        if len(commas):
+            row = int(commas[0])
+            raise MoneyError("thousands_separator", f"row {row}: {values[row]!r} has a thousands separator")
+        return parse_amount_column(values, e, currency=currency, channel=channel, allow_empty=allow_empty)
+    except MoneyError as exc:
+        where, _, rest = exc.detail.partition(": ")
+        if where.startswith("row "):
+            line = int(line_nos[int(where.split()[1])])
+            raise refuse(path, line, exc.reason, f"{column}: {rest}") from None
+        raise refuse(path, 0, exc.reason, f"{column}: {exc.detail}") from None
+
+
+def amounts_by_currency(
+    path: Path,
+    values: pl.Series,
+    currencies: pl.Series,
+    line_nos: pl.Series,
+    channel: str | None,
+    column: str,
+    *,
+    allow_empty: bool = False,
+) -> pl.Series:
+    """Like `amounts`, for files whose rows carry their own currency (Stripe, Adyen)."""
+    out = pl.Series(column, [None] * len(values), dtype=pl.Int64)
+    for cur in currencies.unique().sort().to_list():
+        idx = (currencies == cur).arg_true()
+        try:
+            exponent(cur, channel)
+        except MoneyError as exc:
+            raise refuse(path, int(line_nos[int(idx[0])]), exc.reason, exc.detail) from None
+        parsed = amounts(path, values.gather(idx), line_nos.gather(idx), cur, channel, column, allow_empty=allow_empty)
+        out = out.scatter(idx, parsed)
+    return out
+
+
+def timestamps(
+    path: Path, values: pl.Series, line_nos: pl.Series, fmt: str, column: str, *, tz: str = "UTC"
+) -> pl.Series:
+    """Parse text timestamps written in the local time of `tz` (or carrying an offset, when `fmt`
+    has %z) into UTC microseconds; the first bad cell refuses the file."""
+    text = values.str.strip_chars()
+    if "%z" in fmt:
+        parsed = text.str.to_datetime(fmt, strict=False, time_unit="us").dt.convert_time_zone("UTC")
+    else:
+        parsed = text.str.to_datetime(fmt, strict=False, time_unit="us")
+        parsed = parsed.dt.replace_time_zone(tz, ambiguous="earliest", non_existent="null").dt.convert_time_zone("UTC")
+    bad = (parsed.is_null() & values.is_not_null() & (values.str.strip_chars() != "")).arg_true()
+    if len(bad):
+        i = int(bad[0])
+        raise refuse(path, int(line_nos[i]), "bad_timestamp", f"{column}: {values[i]!r} is not {fmt}")
+    return parsed
+
+
+def build_frame(
+    *,
+    path: Path,
+    sha256: str,
+    channel: str,
+    account: str,
+    business_date: date | None,
+    columns: Mapping[str, pl.Series | Iterable[object]],
+) -> pl.DataFrame:
+    """Assemble a LINE_SCHEMA frame from per-line `columns` (line_no, line_type, channel_txn_id,
+    payment_id, gross_minor, fee_minor, net_minor, currency, booked_at, value_date, raw) and the
+    per-file constants; check every line's `net == gross - fee` and line type before returning."""
+    data = {k: v if isinstance(v, pl.Series) else pl.Series(k, list(v)) for k, v in columns.items()}
+    n = len(data["line_no"])
+    if business_date is None and n:
+        # Without a stated business date the file's earliest value date is its day.
+        business_date = data["value_date"].min()  # type: ignore[assignment]
+    assert all(len(v) == n for v in data.values()), {k: len(v) for k, v in data.items()}
+    frame = pl.DataFrame(
+        {
+            "channel": pl.Series([channel] * n, dtype=pl.String),
+            "account": pl.Series([account] * n, dtype=pl.String),
+            "business_date": pl.Series([business_date] * n, dtype=pl.Date),
+            "source_file": pl.Series([path.name] * n, dtype=pl.String),
+            "source_sha256": pl.Series([sha256] * n, dtype=pl.String),
+            **{k: v.alias(k) for k, v in data.items()},
+        }
+    )
+    frame = frame.select([pl.col(name).cast(dtype, strict=True) for name, dtype in LINE_SCHEMA.items()])
+    bad_net = (frame["gross_minor"] - frame["fee_minor"] != frame["net_minor"]).arg_true()
+    if len(bad_net):
+        i = int(bad_net[0])
+        g, f, m = (int(frame[c][i]) for c in ("gross_minor", "fee_minor", "net_minor"))
+        raise refuse(path, int(frame["line_no"][i]), "net_mismatch", f"gross {g} - fee {f} != net {m} (minor units)")
+    bad_type = (~frame["line_type"].is_in([t.value for t in LineType])).arg_true()
+    if len(bad_type):
+        i = int(bad_type[0])
+        raise refuse(path, int(frame["line_no"][i]), "bad_line_type", f"line type {frame['line_type'][i]!r}")
+    return frame
+
+
+def null_if_empty(values: pl.Series) -> pl.Series:
+    """Empty or blank text becomes null (a missing reference is null, never the empty string)."""
+    stripped = values.str.strip_chars()
+    return pl.select(pl.when(stripped == "").then(None).otherwise(stripped)).to_series().alias(values.name)

@@ -1,0 +1,194 @@
+"""Kafka record codecs for the stream topics: strict JSON in, JSON out.
+
+Input records (payment events, channel callbacks, watermark ticks) are decoded strictly: a missing
+field, a float or text amount, an unknown enum value or currency, or a naive timestamp is a
+`DecodeError` with a short machine-readable `reason` and a human `detail`; the worker sends such a
+record to the dead-letter topic with both and goes on. Nothing is coerced or guessed.
+
+Every output carries the payment's `trace_id` in its value and in the `trace_id` header.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+from pipelines.money import MoneyError, check_currency
+from pipelines.records import BizType, ChannelCallback, PaymentEvent, PaymentStatus
+
+E = TypeVar("E", BizType, PaymentStatus)
+
+TRACE_HEADER = "trace_id"
+TICK_KEY = b"__tick__"
+# Why a record went to the dead-letter topic, and where it came from, as headers too, so that a
+# consumer of the DLQ can filter without parsing the value.
+DLQ_REASON_HEADER = "payrecon-dlq-reason"
+
+
+class DecodeError(ValueError):
+    """An input record that cannot be decided: `reason` (short code) and `detail` (for a person)."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+@dataclass(frozen=True, slots=True)
+class Tick:
+    """A watermark tick: no record with an earlier event time will follow on this partition.
+
+    The replay sends one to every partition of both input topics after a day's last record, so that
+    every callback window that ends inside the day closes in event time (never by wall clock)."""
+
+    at: datetime
+
+
+def _obj(raw: bytes) -> dict[str, Any]:
+    try:
+        value = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DecodeError("not_json", str(exc)) from None
+    if not isinstance(value, dict):
+        raise DecodeError("not_an_object", f"expected a JSON object, got {type(value).__name__}")
+    return value
+
+
+def _str(d: dict[str, Any], key: str, *, optional: bool = False) -> str | None:
+    if key not in d:
+        raise DecodeError("missing_field", key)
+    value = d[key]
+    if value is None or value == "":
+        if optional:
+            return None
+        raise DecodeError("empty_field", key)
+    if not isinstance(value, str):
+        raise DecodeError("bad_type", f"{key} must be text, got {type(value).__name__}")
+    return value
+
+
+def _req(d: dict[str, Any], key: str) -> str:
+    value = _str(d, key)
+    assert value is not None
+    return value
+
+
+def _int(d: dict[str, Any], key: str, *, optional: bool = False) -> int | None:
+    if key not in d:
+        raise DecodeError("missing_field", key)
+    value = d[key]
+    if value is None and optional:
+        return None
+    # bool is an int subclass and a float is never money: both are refused.
+    if type(value) is not int:
+        raise DecodeError("bad_amount", f"{key} must be an integer count of minor units, got {value!r}")
+    if value < 0:
+        raise DecodeError("bad_amount", f"{key} must not be negative, got {value}")
+    return value
+
+
+def _time(d: dict[str, Any], key: str, *, optional: bool = False) -> datetime | None:
+    text = _str(d, key, optional=optional)
+    if text is None:
+        return None
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise DecodeError("bad_timestamp", f"{key}={text!r} is not ISO 8601") from None
+    if value.tzinfo is None:
+        raise DecodeError("bad_timestamp", f"{key}={text!r} has no time zone (UTC expected)")
+    return value.astimezone(UTC)
+
+
+def _currency(d: dict[str, Any]) -> str:
+    try:
+        return check_currency(_req(d, "currency"))
+    except MoneyError as exc:
+        raise DecodeError("bad_currency", str(exc)) from None
+
+
+def _enum(d: dict[str, Any], key: str, enum: type[E]) -> E:
+    text = _req(d, key)
+    try:
+        return enum(text)
+    except ValueError:
+        raise DecodeError("bad_enum", f"{key}={text!r} is not one of {[e.value for e in enum]}") from None
+
+
+def _tick(d: dict[str, Any]) -> Tick:
+    at = _time(d, "at")
+    assert at is not None
+    return Tick(at)
+
+
+def decode_payment_event(raw: bytes) -> PaymentEvent | Tick:
+    """A `payrecon.payment-events` record value: a PaymentEvent, or a watermark Tick."""
+    d = _obj(raw)
+    if d.get("type") == "tick":
+        return _tick(d)
+    occurred_at = _time(d, "occurred_at")
+    assert occurred_at is not None
+    return PaymentEvent(
+        event_id=_req(d, "event_id"),
+        payment_id=_req(d, "payment_id"),
+        biz_type=_enum(d, "biz_type", BizType),
+        parent_payment_id=_str(d, "parent_payment_id", optional=True) if "parent_payment_id" in d else None,
+        merchant_id=_req(d, "merchant_id"),
+        account_id=_req(d, "account_id"),
+        channel=_req(d, "channel"),
+        channel_txn_id=_str(d, "channel_txn_id", optional=True),
+        amount_minor=_int(d, "amount_minor") or 0,
+        currency=_currency(d),
+        fee_minor=_int(d, "fee_minor", optional=True) if "fee_minor" in d else None,
+        status=_enum(d, "status", PaymentStatus),
+        occurred_at=occurred_at,
+        trace_id=_req(d, "trace_id"),
+    )
+
+
+def decode_channel_callback(raw: bytes) -> ChannelCallback | Tick:
+    """A `payrecon.channel-callbacks` record value: a ChannelCallback, or a watermark Tick."""
+    d = _obj(raw)
+    if d.get("type") == "tick":
+        return _tick(d)
+    received_at = _time(d, "received_at")
+    assert received_at is not None
+    raw_payload = d.get("raw", "")
+    return ChannelCallback(
+        callback_id=_req(d, "callback_id"),
+        channel=_req(d, "channel"),
+        channel_txn_id=_req(d, "channel_txn_id"),
+        payment_id=_req(d, "payment_id"),
+        amount_minor=_int(d, "amount_minor") or 0,
+        currency=_currency(d),
+        status=_enum(d, "status", PaymentStatus),
+        channel_status=_req(d, "channel_status"),
+        paid_at=_time(d, "paid_at", optional=True) if "paid_at" in d else None,
+        received_at=received_at,
+        trace_id=_req(d, "trace_id"),
+        raw=raw_payload if isinstance(raw_payload, str) else json.dumps(raw_payload, sort_keys=True),
+    )
+
+
+def iso(value: datetime) -> str:
+    """UTC ISO 8601 text with a `Z` suffix and millisecond precision (the simulator's format)."""
+    return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def encode_tick(at: datetime) -> bytes:
+    return json.dumps({"type": "tick", "at": iso(at)}).encode()
+
+
+def encode_json(value: dict[str, Any]) -> bytes:
+    """Canonical JSON (sorted keys, no spaces): the same record always has the same bytes, so that a
+    re-sent output is byte-identical to the first copy."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def headers_for(trace_id: str | None, **extra: str) -> list[tuple[str, bytes]]:
+    """Kafka headers of an output record: its trace_id plus any `extra` text headers."""
+    out = [(TRACE_HEADER, (trace_id or "").encode())]
+    out += [(k, v.encode()) for k, v in extra.items()]
+    return out

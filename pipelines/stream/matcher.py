@@ -1,0 +1,554 @@
+"""The stream matcher's decisions, free of Faust: state per payment in, breaks and tasks out.
+
+The Faust agent (`pipelines.stream.app`) feeds every decoded record to `Matcher.apply`; the state
+lives in a `Store` (a Faust table in the worker, a dict in unit tests), keyed by `payment_id`.
+
+How a payment is decided
+------------------------
+The state of a payment is the set of facts seen for it: our payment events (deduplicated by
+`event_id`) and the channel's callback deliveries (deduplicated by `callback_id` + `received_at`,
+so a Kafka redelivery of the same record changes nothing while a second delivery of the same
+notification by the channel is a DUPLICATE_CALLBACK). Breaks are a pure function of those facts and
+of the partition's event-time watermark (`decide`); what was already emitted is kept in the state and
+only the difference is sent, as break records keyed by `break_id` (a later record with the same id
+supersedes the earlier one; status CLOSED closes it) and repair tasks keyed by `task_id`.
+
+- Pair decisions (STATUS_MISMATCH, AMOUNT_MISMATCH, PARTIAL_PAYMENT, CURRENCY_MISMATCH) wait until
+  our status is final (SUCCEEDED, FAILED, CLOSED) and a callback is there, and are made by the shared
+  `classify_pair` with the channel's rule; so a SUCCEEDED callback that arrives while we still say
+  PROCESSING is pending, not a break.
+- DUPLICATE_PAYMENT: another SUCCEEDED callback with a different channel_txn_id than the primary one
+  (the one our record names, else the earliest SUCCEEDED, else the earliest).
+- DUPLICATE_CALLBACK: one callback_id delivered more than once (no money effect, no task).
+- MISSING_CALLBACK: the callback window (`callback_window_s` of the rule, from the first event that
+  sent the payment to the channel) has closed in event time with no callback received inside it.
+  It closes when the partition's watermark passes the deadline, or as soon as a callback received
+  after the deadline shows that the window closed empty; a late callback then closes the break
+  (the same break_id, status CLOSED). Both orders give the same records: provisional, then closed.
+  Channels whose rule has `callback_window_s: None` send no callbacks and get no decisions here.
+
+Event time and watermarks
+-------------------------
+Each input partition has two watermarks, the latest event time seen on the payment-events partition
+(`occurred_at`) and on the callbacks partition (`received_at`); a window closes when both have
+passed its deadline, so a callback inside the window is always decided before its window closes as
+long as each topic partition is in event-time order (the replay publishes in arrival order). At the
+end of a replayed day the replay sends a watermark tick to every partition of both topics, which
+closes every window that ends inside the day; windows that end later stay pending.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import heapq
+import json
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, replace
+from datetime import UTC, date, datetime
+from typing import Any, Literal, Protocol
+
+from pipelines.matching.classify import classify_pair, signed_internal_amount
+from pipelines.matching.rules import Rule
+from pipelines.records import (
+    BIZ_TYPE_SIGN,
+    DEFAULT_ACTION,
+    BizType,
+    Break,
+    BreakKind,
+    BreakStatus,
+    ChannelCallback,
+    PaymentEvent,
+    PaymentStatus,
+    RepairAction,
+    RepairTask,
+    break_id,
+    task_id,
+    to_dict,
+)
+
+FINAL_STATUSES = frozenset({PaymentStatus.SUCCEEDED, PaymentStatus.FAILED, PaymentStatus.CLOSED})
+# An event with one of these statuses means the payment was sent to the channel: its callback window
+# starts at the earliest such event.
+SENT_STATUSES = frozenset({PaymentStatus.PROCESSING, *FINAL_STATUSES})
+# When two of our events carry the same timestamp, the later state in the lifecycle wins.
+_STATUS_RANK = {
+    PaymentStatus.CREATED: 0,
+    PaymentStatus.PROCESSING: 1,
+    PaymentStatus.SUCCEEDED: 2,
+    PaymentStatus.FAILED: 2,
+    PaymentStatus.CLOSED: 2,
+}
+WATERMARK_KEY_PREFIX = "\x00wm:"
+# The persisted copy of a watermark may lag the live one by this much event time (ms); a restarted
+# worker only closes windows a little later, which changes no final decision.
+WATERMARK_PERSIST_STEP_MS = 1_000
+NO_WATERMARK_MS = -(2**62)
+
+
+def to_ms(value: datetime) -> int:
+    """A UTC timestamp as integer milliseconds since the epoch."""
+    return int(value.timestamp() * 1000)
+
+
+def from_ms(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC)
+
+
+def _day(ms: int) -> date:
+    return from_ms(ms).date()
+
+
+class Store(Protocol):
+    """Where payment states live: a Faust table in the worker, a dict in unit tests."""
+
+    def get(self, key: str, default: Any = None) -> Any: ...
+
+    def __setitem__(self, key: str, value: Any) -> None: ...
+
+    def items(self) -> Iterable[tuple[str, Any]]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Output:
+    """One record to send: `topic_kind` names the output topic, `key` its key (break_id, task_id)."""
+
+    topic_kind: Literal["break", "task"]
+    key: str
+    value: dict[str, Any]
+    trace_id: str | None
+
+
+@dataclass(slots=True)
+class _Decision:
+    brk: Break
+    decided_ms: int
+    task_amount_minor: int
+    reason: str
+    rule: Rule
+    # When the break first held (ms): the window's end for a MISSING_CALLBACK later closed by a
+    # late callback; `decided_ms` is then the time it closed.
+    opened_ms: int
+
+
+def _callbacks(state: dict[str, Any]) -> list[dict[str, Any]]:
+    """The first delivery of each callback_id, in (received, callback_id) order."""
+    first: dict[str, dict[str, Any]] = {}
+    for cb in sorted(state.get("cb", []), key=lambda c: (c["ms"], c["id"], c["k"])):
+        first.setdefault(cb["id"], cb)
+    return list(first.values())
+
+
+def _deliveries(state: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    by_id: dict[str, list[dict[str, Any]]] = {}
+    for cb in sorted(state.get("cb", []), key=lambda c: (c["ms"], c["k"])):
+        by_id.setdefault(cb["id"], []).append(cb)
+    return by_id
+
+
+def deadline_ms(state: dict[str, Any], rule: Rule) -> int | None:
+    """The end of the payment's callback window (ms), or None when it has none."""
+    if rule.callback_window_s is None or state.get("sent_ms") is None:
+        return None
+    return int(state["sent_ms"]) + rule.callback_window_s * 1000
+
+
+def decide(state: dict[str, Any], rules: Mapping[str, Rule], watermark_ms: int) -> list[_Decision]:
+    """Every break the facts in `state` support now (pure: same facts and watermark, same answer)."""
+    last = state.get("last")
+    channel = last["channel"] if last else (state["cb"][0]["ch"] if state.get("cb") else None)
+    if channel is None or channel not in rules:
+        return []
+    rule = rules[channel]
+    if rule.callback_window_s is None:
+        return []
+    payment_id = state["pid"]
+    ours_ms = state.get("first_ms")
+    cbs = _callbacks(state)
+    business_ms = ours_ms if ours_ms is not None else min(c["ms"] for c in cbs)
+    trace = last["trace"] if last else cbs[0]["tr"]
+    out: list[_Decision] = []
+
+    def add(
+        kind: BreakKind,
+        txn: str | None,
+        *,
+        internal: int | None,
+        channel_amount: int | None,
+        currency: str,
+        decided_ms: int,
+        status: BreakStatus = BreakStatus.PROVISIONAL,
+        opened_ms: int | None = None,
+        action: RepairAction | None = None,
+        task_amount: int = 0,
+        reason: str = "",
+    ) -> None:
+        bid = break_id(channel, kind, payment_id, txn)
+        delta = None if internal is None or channel_amount is None else channel_amount - internal
+        brk = Break(
+            break_id=bid,
+            kind=kind,
+            channel=channel,
+            business_date=_day(business_ms),
+            payment_id=payment_id,
+            channel_txn_id=txn,
+            internal_amount_minor=internal,
+            channel_amount_minor=channel_amount,
+            currency=currency,
+            delta_minor=delta,
+            rule_id=rule.ref,
+            status=status,
+            first_seen_date=_day(business_ms),
+            age_days=0,
+            action=action or DEFAULT_ACTION[kind],
+            trace_id=trace,
+        )
+        out.append(
+            _Decision(brk, decided_ms, task_amount, reason, rule, decided_ms if opened_ms is None else opened_ms)
+        )
+
+    # DUPLICATE_CALLBACK: facts of the channel alone; counted, no money moves.
+    for cb_id, deliveries in sorted(_deliveries(state).items()):
+        if len(deliveries) > 1:
+            cb = deliveries[0]
+            sign = BIZ_TYPE_SIGN[BizType(last["biz"])] if last else 1
+            add(
+                BreakKind.DUPLICATE_CALLBACK,
+                cb["txn"],
+                internal=None,
+                channel_amount=sign * cb["amt"],
+                currency=cb["cur"],
+                decided_ms=deliveries[1]["ms"],
+                reason=f"callback {cb_id} delivered {len(deliveries)} times",
+            )
+
+    deadline = deadline_ms(state, rule)
+    if deadline is not None and last is not None:
+        on_time = [c for c in cbs if c["ms"] <= deadline]
+        late = [c for c in cbs if c["ms"] > deadline]
+        if not on_time and (watermark_ms > deadline or late):
+            ours = signed_internal_amount(BizType(last["biz"]), last["amt"])
+            add(
+                BreakKind.MISSING_CALLBACK,
+                None,
+                internal=ours,
+                channel_amount=None,
+                currency=last["cur"],
+                decided_ms=late[0]["ms"] if late else deadline,
+                status=BreakStatus.CLOSED if late else BreakStatus.PROVISIONAL,
+                opened_ms=deadline,
+                task_amount=last["amt"],
+                reason=f"no callback within {rule.callback_window_s} s of {from_ms(state['sent_ms']).isoformat()}",
+            )
+
+    if last is not None and PaymentStatus(last["st"]) in FINAL_STATUSES and cbs:
+        biz = BizType(last["biz"])
+        sign = BIZ_TYPE_SIGN[biz]
+        succeeded = [c for c in cbs if c["st"] == PaymentStatus.SUCCEEDED]
+        named = [c for c in cbs if last.get("txn") and c["txn"] == last["txn"]]
+        primary = (named or succeeded or cbs)[0]
+        verdict = classify_pair(
+            rule,
+            biz_type=biz,
+            internal_amount_minor=last["amt"],
+            internal_currency=last["cur"],
+            internal_status=PaymentStatus(last["st"]),
+            channel_gross_minor=sign * primary["amt"],
+            channel_currency=primary["cur"],
+            channel_status=PaymentStatus(primary["st"]),
+            channel_fee_minor=None,
+        )
+        decided = max(last["ms"], primary["ms"])
+        if verdict.kind is not None:
+            kind = verdict.kind
+            action = DEFAULT_ACTION[kind]
+            task_amount = last["amt"]
+            if kind == BreakKind.STATUS_MISMATCH:
+                channel_paid = primary["st"] == PaymentStatus.SUCCEEDED
+                action = RepairAction.CONFIRM_SUCCESS if channel_paid else RepairAction.CONFIRM_FAILURE
+            elif kind in (BreakKind.AMOUNT_MISMATCH, BreakKind.PARTIAL_PAYMENT):
+                task_amount = abs(verdict.delta_minor or 0)
+                if kind == BreakKind.AMOUNT_MISMATCH and task_amount > rule.approval_threshold_minor:
+                    action = RepairAction.MANUAL_REVIEW
+            add(
+                kind,
+                primary["txn"],
+                internal=verdict.internal_amount_minor,
+                channel_amount=verdict.channel_amount_minor,
+                currency=last["cur"],
+                decided_ms=decided,
+                action=action,
+                task_amount=task_amount,
+                reason=f"{kind.value}: ours {last['st']} {last['amt']} {last['cur']}, channel {primary['st']} "
+                f"{primary['amt']} {primary['cur']} (callback {primary['id']})",
+            )
+        if primary["st"] == PaymentStatus.SUCCEEDED:
+            for extra in succeeded:
+                if extra["txn"] == primary["txn"]:
+                    continue
+                add(
+                    BreakKind.DUPLICATE_PAYMENT,
+                    extra["txn"],
+                    internal=None,
+                    channel_amount=sign * extra["amt"],
+                    currency=extra["cur"],
+                    decided_ms=max(last["ms"], extra["ms"]),
+                    task_amount=extra["amt"],
+                    reason=f"charged again as {extra['txn']} besides {primary['txn']}",
+                )
+    return out
+
+
+def _break_value(brk: Break, decided_ms: int) -> dict[str, Any]:
+    value = to_dict(brk)
+    value["decided_at"] = from_ms(decided_ms).isoformat().replace("+00:00", "Z")
+    value["engine"] = "stream"
+    return value
+
+
+def _task_value(d: _Decision) -> dict[str, Any] | None:
+    if d.brk.action == RepairAction.NONE:
+        return None
+    task = RepairTask(
+        task_id=task_id(d.brk.break_id, d.brk.action),
+        break_id=d.brk.break_id,
+        action=d.brk.action,
+        payment_id=d.brk.payment_id,
+        amount_minor=d.task_amount_minor,
+        currency=d.brk.currency,
+        reason=d.reason,
+        requires_approval=d.task_amount_minor > d.rule.approval_threshold_minor,
+        # Event time, not wall clock: a re-decided task is byte-identical to its first copy.
+        created_at=from_ms(d.opened_ms),
+        trace_id=d.brk.trace_id,
+        extra={"engine": "stream", "rule_id": d.rule.ref, "kind": d.brk.kind.value},
+    )
+    value = to_dict(task)
+    extra = value.pop("extra")
+    value.update(extra)
+    return value
+
+
+def _digest(value: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def emit(state: dict[str, Any], decisions: list[_Decision]) -> list[Output]:
+    """The records that bring the emitted breaks and tasks of `state` to `decisions`; updates
+    `state["out"]` (break_id -> last emitted break value) and `state["tasks"]` (task_id -> digest)."""
+    emitted: dict[str, dict[str, Any]] = state.setdefault("out", {})
+    tasks: dict[str, str] = state.setdefault("tasks", {})
+    outputs: list[Output] = []
+    wanted: dict[str, _Decision] = {d.brk.break_id: d for d in decisions}
+    for bid, d in wanted.items():
+        value = _break_value(d.brk, d.decided_ms)
+        if emitted.get(bid) == value:
+            continue
+        if bid not in emitted and d.brk.status == BreakStatus.CLOSED:
+            # Closed before it was ever raised (a late callback decided before the window closed):
+            # raise it first, so that every order of the same facts sends the same records.
+            opened = _break_value(replace(d.brk, status=BreakStatus.PROVISIONAL), d.opened_ms)
+            outputs.append(Output("break", bid, opened, d.brk.trace_id))
+            outputs.extend(_task_outputs(tasks, d))
+        outputs.append(Output("break", bid, value, d.brk.trace_id))
+        if d.brk.status != BreakStatus.CLOSED:
+            outputs.extend(_task_outputs(tasks, d))
+        emitted[bid] = value
+    for bid in sorted(set(emitted) - set(wanted)):
+        # A break the facts no longer support (a transient decision) is closed, never deleted.
+        old = emitted[bid]
+        if old["status"] != BreakStatus.CLOSED:
+            closed = dict(old, status=BreakStatus.CLOSED.value)
+            outputs.append(Output("break", bid, closed, old.get("trace_id")))
+            emitted[bid] = closed
+    return outputs
+
+
+def _task_outputs(tasks: dict[str, str], d: _Decision) -> list[Output]:
+    value = _task_value(d)
+    if value is None:
+        return []
+    digest = _digest(value)
+    if tasks.get(value["task_id"]) == digest:
+        return []
+    tasks[value["task_id"]] = digest
+    return [Output("task", value["task_id"], value, d.brk.trace_id)]
+
+
+def all_emitted(state: dict[str, Any], rules: Mapping[str, Rule], watermark_ms: int) -> list[Output]:
+    """Every break and task this state has emitted, again (after a restart: a copy whose send was
+    lost in the crash is sent again; a copy that was not lost is a byte-identical duplicate)."""
+    outputs = [Output("break", bid, v, v.get("trace_id")) for bid, v in sorted(state.get("out", {}).items())]
+    for d in decide(state, rules, watermark_ms):
+        value = _task_value(d)
+        if value is not None and value["task_id"] in state.get("tasks", {}):
+            outputs.append(Output("task", value["task_id"], value, d.brk.trace_id))
+    return outputs
+
+
+class Matcher:
+    """Applies decoded records to payment states in `store` and returns the records to send.
+
+    One Matcher serves every partition a worker holds; `partition` is the input partition of the
+    record (payment events and callbacks are co-partitioned, so it is also the table shard)."""
+
+    def __init__(self, rules: Mapping[str, Rule], store: Store) -> None:
+        self.rules = dict(rules)
+        self.store = store
+        self._wm: dict[int, dict[str, int]] = {}
+        self._persisted_wm: dict[int, dict[str, int]] = {}
+        self._heaps: dict[int, list[tuple[int, str]]] = {}
+        self.stats = {"events": 0, "callbacks": 0, "ticks": 0, "redelivered": 0}
+
+    # --- partitions ----------------------------------------------------------------------------
+    def _open_partition(self, partition: int) -> list[Output]:
+        """First record of `partition` in this process: load its watermark, index its open windows,
+        and resend what its states say was emitted (a crash may have lost the sends)."""
+        saved = self.store.get(f"{WATERMARK_KEY_PREFIX}{partition}")
+        wm = dict(saved) if saved else {"e": NO_WATERMARK_MS, "c": NO_WATERMARK_MS}
+        self._wm[partition] = wm
+        self._persisted_wm[partition] = dict(wm)
+        heap: list[tuple[int, str]] = []
+        outputs: list[Output] = []
+        for key, state in list(self.store.items()):
+            if key.startswith(WATERMARK_KEY_PREFIX) or not state or state.get("p") != partition:
+                continue
+            self._index(heap, state)
+            outputs.extend(all_emitted(state, self.rules, self.watermark(partition)))
+        heapq.heapify(heap)
+        self._heaps[partition] = heap
+        return outputs
+
+    def _index(self, heap: list[tuple[int, str]], state: dict[str, Any]) -> None:
+        last = state.get("last")
+        if last is None or last["channel"] not in self.rules:
+            return
+        deadline = deadline_ms(state, self.rules[last["channel"]])
+        if deadline is not None and not any(c["ms"] <= deadline for c in state.get("cb", [])):
+            heapq.heappush(heap, (deadline, state["pid"]))
+
+    def watermark(self, partition: int) -> int:
+        """The partition's event-time watermark (ms): the older of its two input streams."""
+        wm = self._wm[partition]
+        return min(wm["e"], wm["c"])
+
+    # --- records -------------------------------------------------------------------------------
+    def apply(self, record: PaymentEvent | ChannelCallback, partition: int) -> list[Output]:
+        """Apply one payment event or callback from input `partition`; return the records to send."""
+        outputs = self._open_partition(partition) if partition not in self._wm else []
+        pid = record.payment_id
+        state = self.store.get(pid)
+        state = _copy(state) if state else {"pid": pid, "p": partition, "ev": [], "cb": []}
+        if isinstance(record, PaymentEvent):
+            self.stats["events"] += 1
+            fresh = _add_event(state, record)
+            stream, at = "e", to_ms(record.occurred_at)
+        else:
+            self.stats["callbacks"] += 1
+            fresh = _add_callback(state, record)
+            stream, at = "c", to_ms(record.received_at)
+        if not fresh:
+            # A redelivery: nothing changes, but the state is written again so that a changelog
+            # record lost in a crash (the local store ahead of it) is restored, and what the state
+            # says was emitted is sent again in case that send was lost too.
+            self.stats["redelivered"] += 1
+            self.store[pid] = state
+            outputs.extend(all_emitted(state, self.rules, self.watermark(partition)))
+            return outputs
+        outputs.extend(emit(state, decide(state, self.rules, self.watermark(partition))))
+        self.store[pid] = state
+        if state.get("sent_ms") is not None:
+            self._index(self._heaps[partition], state)
+        outputs.extend(self._advance(partition, stream, at))
+        return outputs
+
+    def tick(self, stream: Literal["e", "c"], at: datetime, partition: int) -> list[Output]:
+        """A watermark tick on one input stream ("e" payment events, "c" callbacks) of `partition`."""
+        outputs = self._open_partition(partition) if partition not in self._wm else []
+        self.stats["ticks"] += 1
+        outputs.extend(self._advance(partition, stream, to_ms(at), force_persist=True))
+        return outputs
+
+    def _advance(self, partition: int, stream: str, at_ms: int, force_persist: bool = False) -> list[Output]:
+        wm = self._wm[partition]
+        if at_ms <= wm[stream] and not force_persist:
+            return []
+        wm[stream] = max(wm[stream], at_ms)
+        persisted = self._persisted_wm[partition]
+        if force_persist or wm[stream] - persisted[stream] >= WATERMARK_PERSIST_STEP_MS:
+            self.store[f"{WATERMARK_KEY_PREFIX}{partition}"] = dict(wm)
+            self._persisted_wm[partition] = dict(wm)
+        return list(self._expire(partition))
+
+    def _expire(self, partition: int) -> Iterator[Output]:
+        heap = self._heaps[partition]
+        watermark = self.watermark(partition)
+        while heap and heap[0][0] < watermark:
+            _, pid = heapq.heappop(heap)
+            state = self.store.get(pid)
+            if not state:
+                continue
+            state = _copy(state)
+            outputs = emit(state, decide(state, self.rules, watermark))
+            if outputs:
+                self.store[pid] = state
+                yield from outputs
+
+
+def _copy(state: dict[str, Any]) -> dict[str, Any]:
+    # States are small; a copy keeps a half-applied record from ever reaching the store.
+    return {
+        **state,
+        "ev": list(state.get("ev", [])),
+        "cb": list(state.get("cb", [])),
+        "out": dict(state.get("out", {})),
+        "tasks": dict(state.get("tasks", {})),
+    }
+
+
+def _add_event(state: dict[str, Any], ev: PaymentEvent) -> bool:
+    if ev.event_id in state["ev"]:
+        return False
+    state["ev"].append(ev.event_id)
+    at = to_ms(ev.occurred_at)
+    state["first_ms"] = min(at, state.get("first_ms") or at)
+    if ev.status in SENT_STATUSES:
+        state["sent_ms"] = min(at, state.get("sent_ms") or at)
+    last = state.get("last")
+    if last is None or (at, _STATUS_RANK[ev.status]) >= (last["ms"], _STATUS_RANK[PaymentStatus(last["st"])]):
+        state["last"] = {
+            "st": ev.status.value,
+            "ms": at,
+            "biz": ev.biz_type.value,
+            "channel": ev.channel,
+            "amt": ev.amount_minor,
+            "cur": ev.currency,
+            "txn": ev.channel_txn_id or (last or {}).get("txn"),
+            "trace": ev.trace_id,
+        }
+    return True
+
+
+def delivery_key(cb: ChannelCallback) -> str:
+    """The identity of one delivery of a callback: a Kafka redelivery repeats it, a second
+    notification by the channel (same callback_id, received again later) does not."""
+    return f"{cb.callback_id}@{to_ms(cb.received_at)}"
+
+
+def _add_callback(state: dict[str, Any], cb: ChannelCallback) -> bool:
+    key = delivery_key(cb)
+    if any(c["k"] == key for c in state["cb"]):
+        return False
+    state["cb"].append(
+        {
+            "k": key,
+            "id": cb.callback_id,
+            "ch": cb.channel,
+            "txn": cb.channel_txn_id,
+            "amt": cb.amount_minor,
+            "cur": cb.currency,
+            "st": cb.status.value,
+            "ms": to_ms(cb.received_at),
+            "tr": cb.trace_id,
+        }
+    )
+    return True

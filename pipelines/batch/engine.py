@@ -330,7 +330,7 @@ class _Engine:
             QUALIFY row_number() OVER (PARTITION BY break_id ORDER BY kind, channel_txn_id NULLS FIRST) = 1
             ORDER BY break_id"""
         frame = self.con.sql(query).pl()
-        return frame.cast(ENGINE_BREAK_SCHEMA)  # type: ignore[arg-type]
+        return frame.cast(ENGINE_BREAK_SCHEMA)
 
     def counts(self) -> tuple[dict[str, int], dict[str, int], dict[str, int]]:
         day = f"DATE '{self.day.isoformat()}'"

@@ -50,8 +50,9 @@ class InputFileError(StatementError):
     """Our own internal extract is unreadable; the day cannot be reconciled until it is fixed."""
 
 
-def _first_bad(mask: pl.Series) -> int | None:
-    bad = mask.fill_null(True).arg_true()
+def _first_bad(ok: pl.Series) -> int | None:
+    """The index of the first row where `ok` is not true (a null counts as not ok), or None."""
+    bad = (~ok.fill_null(False)).arg_true()
     return int(bad[0]) if len(bad) else None
 
 

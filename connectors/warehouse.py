@@ -1,0 +1,294 @@
+"""The warehouse: a DuckDB file for state, Parquet partitions for bulk rows.
+
+One warehouse per output folder (`OUT/warehouse.duckdb` by default), so separate runs never share
+state. It holds:
+
+- Parquet, partitioned by business date and channel (beside the file, in `<stem>_parquet/`):
+  `lines/` the staged statement lines, `internal/` our records as reconciled; each partition is
+  overwritten by a rerun of its day and channel.
+- DuckDB tables (schema in `DDL`): `file_log` (every statement file taken in, by sha256: the same
+  bytes for another day are a duplicate file), `quarantine_log`, `pending` (the carry-forward set as
+  of each business date), `breaks` (one row per break id: its state), `break_history` (each day's
+  breaks as reported), `outbox` (repair tasks until the compensation queue takes them), `run_log`
+  (each channel's counts per day).
+
+Every write is keyed by (business date, channel) and replaces what an earlier run of the same day
+wrote, inside one transaction: a rerun gives the same rows, never duplicates (invariant 7). Break
+state changes are compare-and-set: `UPDATE ... WHERE status = <expected>`.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import polars as pl
+
+# Another process (a parallel Airflow task) may hold the file's write lock; wait this long for it.
+LOCK_WAIT_S_MAX = 120.0
+LOCK_RETRY_S = 0.25
+
+DDL = """
+CREATE TABLE IF NOT EXISTS file_log (
+    sha256 VARCHAR PRIMARY KEY, business_date DATE NOT NULL, channel VARCHAR NOT NULL,
+    source_file VARCHAR NOT NULL, rows BIGINT NOT NULL, format VARCHAR NOT NULL);
+CREATE TABLE IF NOT EXISTS quarantine_log (
+    business_date DATE NOT NULL, channel VARCHAR NOT NULL, source_file VARCHAR NOT NULL, sha256 VARCHAR,
+    reason VARCHAR NOT NULL, line BIGINT NOT NULL, detail VARCHAR NOT NULL,
+    PRIMARY KEY (business_date, channel, source_file));
+CREATE TABLE IF NOT EXISTS pending (
+    as_of_date DATE NOT NULL, channel VARCHAR NOT NULL, payment_id VARCHAR NOT NULL, biz_type VARCHAR NOT NULL,
+    parent_payment_id VARCHAR, merchant_id VARCHAR, account_id VARCHAR, channel_txn_id VARCHAR,
+    amount_minor BIGINT NOT NULL, currency VARCHAR NOT NULL, fee_minor BIGINT, status VARCHAR NOT NULL,
+    created_at TIMESTAMPTZ NOT NULL, updated_at TIMESTAMPTZ NOT NULL, trace_id VARCHAR, since_date DATE NOT NULL,
+    PRIMARY KEY (as_of_date, channel, payment_id));
+CREATE TABLE IF NOT EXISTS breaks (
+    break_id VARCHAR PRIMARY KEY, kind VARCHAR NOT NULL, channel VARCHAR NOT NULL, payment_id VARCHAR,
+    channel_txn_id VARCHAR, currency VARCHAR NOT NULL, rule_id VARCHAR NOT NULL, status VARCHAR NOT NULL,
+    first_seen_date DATE NOT NULL, last_seen_date DATE NOT NULL, status_date DATE NOT NULL);
+CREATE TABLE IF NOT EXISTS break_history (
+    business_date DATE NOT NULL, break_id VARCHAR NOT NULL, kind VARCHAR NOT NULL, channel VARCHAR NOT NULL,
+    payment_id VARCHAR, channel_txn_id VARCHAR, internal_amount_minor BIGINT, channel_amount_minor BIGINT,
+    currency VARCHAR NOT NULL, delta_minor BIGINT, rule_id VARCHAR NOT NULL, status VARCHAR NOT NULL,
+    first_seen_date DATE NOT NULL, age_days BIGINT NOT NULL, action VARCHAR NOT NULL, trace_id VARCHAR,
+    PRIMARY KEY (business_date, break_id));
+CREATE TABLE IF NOT EXISTS outbox (
+    task_id VARCHAR PRIMARY KEY, break_id VARCHAR NOT NULL, action VARCHAR NOT NULL, payment_id VARCHAR,
+    amount_minor BIGINT NOT NULL, currency VARCHAR NOT NULL, reason VARCHAR NOT NULL,
+    requires_approval BOOLEAN NOT NULL, created_at TIMESTAMPTZ NOT NULL, trace_id VARCHAR,
+    business_date DATE NOT NULL, channel VARCHAR NOT NULL);
+CREATE TABLE IF NOT EXISTS run_log (
+    business_date DATE NOT NULL, channel VARCHAR NOT NULL, rule_ref VARCHAR NOT NULL, summary VARCHAR NOT NULL,
+    PRIMARY KEY (business_date, channel));
+"""
+
+PENDING_COLUMNS: tuple[str, ...] = (
+    "payment_id", "biz_type", "parent_payment_id", "merchant_id", "account_id", "channel", "channel_txn_id",
+    "amount_minor", "currency", "fee_minor", "status", "created_at", "updated_at", "trace_id", "since_date",
+)  # fmt: skip
+
+HISTORY_COLUMNS: tuple[str, ...] = (
+    "break_id", "kind", "channel", "business_date", "payment_id", "channel_txn_id", "internal_amount_minor",
+    "channel_amount_minor", "currency", "delta_minor", "rule_id", "status", "first_seen_date", "age_days",
+    "action", "trace_id",
+)  # fmt: skip
+
+OUTBOX_COLUMNS: tuple[str, ...] = (
+    "task_id", "break_id", "action", "payment_id", "amount_minor", "currency", "reason", "requires_approval",
+    "created_at", "trace_id", "business_date", "channel",
+)  # fmt: skip
+
+
+def _connect(path: Path) -> duckdb.DuckDBPyConnection:
+    """Open the file, waiting up to LOCK_WAIT_S_MAX while another process holds its lock."""
+    deadline = time.monotonic() + LOCK_WAIT_S_MAX
+    while True:
+        try:
+            con = duckdb.connect(str(path))
+            break
+        except duckdb.IOException as exc:
+            if "lock" not in str(exc).lower() or time.monotonic() > deadline:
+                raise
+            time.sleep(LOCK_RETRY_S)
+    # Dates and timestamps are UTC throughout; the session zone must not shift TIMESTAMPTZ values.
+    con.execute("SET TimeZone = 'UTC'").fetchall()
+    return con
+
+
+class Warehouse:
+    """The warehouse at `path` (a DuckDB file; created with its tables when missing)."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.parquet_root = self.path.parent / f"{self.path.stem}_parquet"
+        self.con = _connect(self.path)
+        self.con.execute(DDL).fetchall()
+
+    def close(self) -> None:
+        self.con.close()
+
+    def __enter__(self) -> Warehouse:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- small helpers -------------------------------------------------------------------------
+    def execute(self, query: str, params: list[Any] | None = None) -> list[tuple[Any, ...]]:
+        """Run one statement and fetch all its rows (DuckDB 2 refuses work on an unfinished result)."""
+        return self.con.execute(query, params or []).fetchall()
+
+    def frame(self, query: str, params: list[Any] | None = None) -> pl.DataFrame:
+        return self.con.sql(query, params=params or []).pl()
+
+    # --- Parquet partitions --------------------------------------------------------------------
+    def partition(self, table: str, business_date: date, channel: str) -> Path:
+        return self.parquet_root / table / f"business_date={business_date.isoformat()}" / f"channel={channel}"
+
+    def write_partition(self, table: str, business_date: date, channel: str, frame: pl.DataFrame) -> Path:
+        """Overwrite one (table, day, channel) partition with `frame`; returns the file written.
+        Written to a temporary name and renamed, so a reader never sees half a file."""
+        directory = self.partition(table, business_date, channel)
+        directory.mkdir(parents=True, exist_ok=True)
+        target = directory / "part-0.parquet"
+        tmp = directory / ".part-0.parquet.tmp"
+        frame.write_parquet(tmp, compression="lz4", statistics=False)
+        tmp.replace(target)
+        return target
+
+    def read_partition(self, table: str, business_date: date, channel: str) -> pl.DataFrame | None:
+        target = self.partition(table, business_date, channel) / "part-0.parquet"
+        return pl.read_parquet(target) if target.exists() else None
+
+    # --- file intake -----------------------------------------------------------------------------
+    def release_files(self, business_date: date, channel: str) -> None:
+        """Forget the files a previous run of this day and channel took in (a rerun takes them again)."""
+        self.execute("DELETE FROM file_log WHERE business_date = ? AND channel = ?", [business_date, channel])
+
+    def claim_file(
+        self, sha256: str, *, business_date: date, channel: str, source_file: str, rows: int, format: str
+    ) -> str | None:
+        """Record a file as taken in; when the same bytes were taken before under another day,
+        channel or name, return where (and record nothing): the file is a duplicate."""
+        prior = self.execute("SELECT business_date, channel, source_file FROM file_log WHERE sha256 = ?", [sha256])
+        if prior:
+            d, ch, name = prior[0]
+            if (d, ch, name) != (business_date, channel, source_file):
+                return f"{d.isoformat()}/{ch}/{name}"
+            return None
+        self.execute(
+            "INSERT INTO file_log VALUES (?, ?, ?, ?, ?, ?)",
+            [sha256, business_date, channel, source_file, rows, format],
+        )
+        return None
+
+    # --- carry-forward -------------------------------------------------------------------------------
+    def pending_before(self, business_date: date, channel: str) -> pl.DataFrame:
+        """The pending set the latest earlier run of `channel` left (PENDING_COLUMNS), empty if none."""
+        query = f"""
+            SELECT {", ".join(PENDING_COLUMNS)} FROM pending
+            WHERE channel = ? AND as_of_date = (SELECT max(as_of_date) FROM pending WHERE channel = ? AND as_of_date < ?)
+            ORDER BY payment_id"""
+        return self.frame(query, [channel, channel, business_date])
+
+    # --- the day's results of one channel ------------------------------------------------------------
+    def save_channel_day(
+        self,
+        business_date: date,
+        channel: str,
+        *,
+        rule_ref: str,
+        breaks: pl.DataFrame,
+        pending: pl.DataFrame,
+        outbox: pl.DataFrame,
+        quarantined: list[dict[str, Any]],
+        summary: dict[str, Any],
+        reconciled: bool,
+    ) -> pl.DataFrame:
+        """Persist one channel's day atomically and return its breaks as reported (HISTORY_COLUMNS).
+
+        `breaks`: the engine's breaks with `action` (break_id unique). `pending`: PENDING_COLUMNS.
+        `outbox`: OUTBOX_COLUMNS (inserted once per task_id, never replaced). `reconciled` False
+        when the channel's files were refused: then no break is closed for not being seen.
+        Break state: a new break opens (first seen today); a break seen again keeps its first-seen
+        date, and reopens when it was closed on or before today; an OPEN or REPAIRING break of
+        this channel last seen before today and not seen today is closed (compare-and-set).
+        """
+        con = self.con
+        con.execute("BEGIN TRANSACTION").fetchall()
+        try:
+            con.register("day_breaks", breaks)
+            con.register("day_pending", pending)
+            con.register("day_outbox", outbox)
+            d = business_date
+            self.execute("DELETE FROM pending WHERE as_of_date = ? AND channel = ?", [d, channel])
+            self.execute(
+                f"INSERT INTO pending SELECT ?, ?, {', '.join(c for c in PENDING_COLUMNS if c != 'channel')}"
+                " FROM day_pending",
+                [d, channel],
+            )
+            self.execute(
+                """INSERT INTO breaks SELECT break_id, kind, channel, payment_id, channel_txn_id, currency, rule_id,
+                          'OPEN', ?, ?, ? FROM day_breaks ON CONFLICT (break_id) DO NOTHING""",
+                [d, d, d],
+            )
+            self.execute(
+                """UPDATE breaks SET first_seen_date = least(first_seen_date, ?), last_seen_date = greatest(last_seen_date, ?)
+                   WHERE break_id IN (SELECT break_id FROM day_breaks)""",
+                [d, d],
+            )
+            self.execute(
+                """UPDATE breaks SET status = 'OPEN', status_date = ?
+                   WHERE break_id IN (SELECT break_id FROM day_breaks) AND status = 'CLOSED' AND status_date <= ?""",
+                [d, d],
+            )
+            if reconciled:
+                for expected in ("OPEN", "REPAIRING"):
+                    self.execute(
+                        """UPDATE breaks SET status = 'CLOSED', status_date = ?
+                           WHERE channel = ? AND status = ? AND last_seen_date < ?
+                             AND break_id NOT IN (SELECT break_id FROM day_breaks)""",
+                        [d, channel, expected, d],
+                    )
+            self.execute("DELETE FROM break_history WHERE business_date = ? AND channel = ?", [d, channel])
+            self.execute(
+                """INSERT INTO break_history
+                   SELECT ?, b.break_id, b.kind, b.channel, b.payment_id, b.channel_txn_id, b.internal_amount_minor,
+                          b.channel_amount_minor, b.currency, b.delta_minor, b.rule_id,
+                          CASE WHEN s.status = 'CLOSED' THEN 'OPEN' ELSE s.status END, s.first_seen_date,
+                          date_diff('day', s.first_seen_date, ?::DATE), b.action, b.trace_id
+                   FROM day_breaks b JOIN breaks s USING (break_id)""",
+                [d, d],
+            )
+            self.execute(
+                f"INSERT INTO outbox SELECT {', '.join(OUTBOX_COLUMNS)} FROM day_outbox ON CONFLICT (task_id) DO NOTHING"
+            )
+            self.execute("DELETE FROM quarantine_log WHERE business_date = ? AND channel = ?", [d, channel])
+            for q in quarantined:
+                self.execute(
+                    "INSERT INTO quarantine_log VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    [d, channel, q["file"], q.get("sha256"), q["reason"], q.get("line", 0), q["detail"]],
+                )
+            self.execute(
+                "INSERT OR REPLACE INTO run_log VALUES (?, ?, ?, ?)",
+                [d, channel, rule_ref, json.dumps(summary)],
+            )
+            con.execute("COMMIT").fetchall()
+        except BaseException:
+            con.execute("ROLLBACK").fetchall()
+            raise
+        finally:
+            for name in ("day_breaks", "day_pending", "day_outbox"):
+                con.unregister(name)
+        return self.breaks_of_day(business_date, [channel])
+
+    def breaks_of_day(self, business_date: date, channels: list[str]) -> pl.DataFrame:
+        """The breaks reported for `business_date` on `channels` (HISTORY_COLUMNS), sorted by
+        channel, kind, payment_id, channel_txn_id, break_id."""
+        query = f"""
+            SELECT {", ".join(HISTORY_COLUMNS)} FROM break_history
+            WHERE business_date = ? AND list_contains(?, channel)
+            ORDER BY channel, kind, payment_id NULLS FIRST, channel_txn_id NULLS FIRST, break_id"""
+        return self.frame(query, [business_date, channels])
+
+    def closed_on(self, business_date: date, channel: str) -> int:
+        rows = self.execute(
+            "SELECT count(*) FROM breaks WHERE channel = ? AND status = 'CLOSED' AND status_date = ?",
+            [channel, business_date],
+        )
+        return int(rows[0][0])
+
+    def run_summary(self, business_date: date, channel: str) -> dict[str, Any] | None:
+        rows = self.execute(
+            "SELECT summary FROM run_log WHERE business_date = ? AND channel = ?", [business_date, channel]
+        )
+        return json.loads(rows[0][0]) if rows else None
+
+    def count(self, table: str) -> int:
+        assert table.isidentifier(), table
+        return int(self.execute(f"SELECT count(*) FROM {table}")[0][0])

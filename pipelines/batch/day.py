@@ -1,0 +1,451 @@
+"""The T+1 day job: one business day from files to breaks, summary and report.
+
+Three steps, so that `payrecon recon` and the Airflow DAG run exactly the same code:
+
+1. `prepare_day`: read `ROOT/<date>/internal/payments.csv` once (strictly typed), gate it, and
+   stage our records per channel into the warehouse's Parquet partitions.
+2. `reconcile_channel` (one per channel, independent of each other): take in the channel's files
+   (parse, map statuses, refuse duplicates, gate; a bad file is quarantined whole with its reason),
+   match against our staged records plus yesterday's pending set, decide repair actions, and
+   persist breaks, pending set, outbox and counts in one warehouse transaction.
+3. `finalize_day`: read the day's results of the channels back from the warehouse and write
+   `OUT/<date>/breaks.csv`, `breaks.parquet`, `summary.json`, then the reports.
+
+Nothing reads the clock: every date comes from the business date, so a rerun writes the same bytes.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import polars as pl
+
+from connectors.statements import StatementError
+from connectors.warehouse import OUTBOX_COLUMNS, PENDING_COLUMNS, Warehouse
+from pipelines.batch import gates
+from pipelines.batch.engine import ENGINE_BREAK_SCHEMA, ChannelResult, match_channel
+from pipelines.batch.load import (
+    INTERNAL_SCHEMA,
+    InputFileError,
+    channel_files,
+    empty_internal,
+    empty_lines,
+    parse_channel_file,
+    read_internal,
+)
+from pipelines.matching.rules import Rule, load_rules
+from pipelines.matching.sql import lit
+from pipelines.records import BREAKS_CSV_COLUMNS, DEFAULT_ACTION, BreakKind, RepairAction
+
+# How breaks are written: BREAKS_CSV_COLUMNS with explicit types (amounts Int64 minor units).
+BREAKS_SCHEMA: dict[str, pl.DataType] = {
+    "break_id": pl.String(),
+    "kind": pl.String(),
+    "channel": pl.String(),
+    "business_date": pl.Date(),
+    "payment_id": pl.String(),
+    "channel_txn_id": pl.String(),
+    "internal_amount_minor": pl.Int64(),
+    "channel_amount_minor": pl.Int64(),
+    "currency": pl.String(),
+    "delta_minor": pl.Int64(),
+    "rule_id": pl.String(),
+    "status": pl.String(),
+    "first_seen_date": pl.Date(),
+    "age_days": pl.Int64(),
+    "action": pl.String(),
+    "trace_id": pl.String(),
+}
+assert tuple(BREAKS_SCHEMA) == BREAKS_CSV_COLUMNS
+
+# Which amount a repair task moves, by kind: the difference, our amount, or the channel's.
+_DELTA_KINDS = (BreakKind.AMOUNT_MISMATCH, BreakKind.PARTIAL_PAYMENT, BreakKind.FEE_MISMATCH)
+_OURS_KINDS = (BreakKind.MISSING_AT_CHANNEL, BreakKind.STATUS_MISMATCH)
+
+
+@dataclass(frozen=True)
+class DayPaths:
+    """Where one business day is read from and written to."""
+
+    input_root: Path
+    out_root: Path
+    business_date: date
+
+    @property
+    def day_in(self) -> Path:
+        return self.input_root / self.business_date.isoformat()
+
+    @property
+    def day_out(self) -> Path:
+        return self.out_root / self.business_date.isoformat()
+
+    @property
+    def internal_csv(self) -> Path:
+        return self.day_in / "internal" / "payments.csv"
+
+    def channel_dir(self, channel: str) -> Path:
+        return self.day_in / "channels" / channel
+
+    def quarantine_dir(self, channel: str) -> Path:
+        return self.day_out / "quarantine" / channel
+
+
+def default_warehouse(out_root: Path) -> Path:
+    return out_root / "warehouse.duckdb"
+
+
+def discover_channels(paths: DayPaths, rules: dict[str, Rule], requested: list[str] | None = None) -> list[str]:
+    """The channels to reconcile: `requested`, else every channel with a rule and a folder of files
+    for the day. A requested channel without a rule file is an error naming it."""
+    if requested:
+        unknown = sorted(set(requested) - set(rules))
+        if unknown:
+            raise ValueError(f"no rule file for channel(s) {', '.join(unknown)}; known: {', '.join(sorted(rules))}")
+        return sorted(set(requested))
+    return sorted(c for c in rules if paths.channel_dir(c).is_dir())
+
+
+# --- step 1 ----------------------------------------------------------------------------------------
+def prepare_day(wh: Warehouse, paths: DayPaths, channels: list[str]) -> dict[str, int]:
+    """Stage our records of `channels` for the day; returns rows staged per channel.
+
+    Raises InputFileError when payments.csv is unreadable or fails the quality gate: without our
+    side nothing can be reconciled, so the day stops with the file, line and reason.
+    """
+    frame = read_internal(paths.internal_csv)
+    failures, result = gates.check_internal(frame, business_date=paths.business_date, source=str(paths.internal_csv))
+    if failures:
+        raise InputFileError(paths.internal_csv, 0, "quality_gate", "; ".join(failures))
+    if result is not None:
+        gates.data_docs([result], paths.day_out / "quality" / "internal")
+    staged: dict[str, int] = {}
+    by_channel = {key[0]: part for key, part in frame.partition_by("channel", as_dict=True).items()}
+    for channel in channels:
+        part = by_channel.get(channel, empty_internal()).sort("payment_id")
+        wh.write_partition("internal", paths.business_date, channel, part)
+        staged[channel] = part.height
+    return staged
+
+
+# --- step 2 ----------------------------------------------------------------------------------------
+@dataclass
+class Intake:
+    lines: pl.DataFrame
+    accepted: list[str] = field(default_factory=list)
+    quarantined: list[dict[str, Any]] = field(default_factory=list)
+    quality: list[Any] = field(default_factory=list)
+
+
+def _quarantine(paths: DayPaths, channel: str, path: Path, exc: StatementError, sha256: str | None) -> dict[str, Any]:
+    """Copy a refused file into the day's quarantine folder beside a `.reason.json`; the input
+    tree is never changed, so a rerun sees the same files."""
+    target_dir = paths.quarantine_dir(channel)
+    target_dir.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(path, target_dir / path.name)
+    entry = {"file": path.name, "reason": exc.reason, "detail": exc.detail, "line": exc.line, "sha256": sha256}
+    note = {"channel": channel, "business_date": paths.business_date.isoformat(), **entry}
+    (target_dir / f"{path.name}.reason.json").write_text(json.dumps(note, indent=2, sort_keys=True) + "\n")
+    return entry
+
+
+def take_in_files(wh: Warehouse, paths: DayPaths, rule: Rule) -> Intake:
+    """Parse, check and claim every file of the channel's day; refused files are quarantined."""
+    channel, day = rule.channel, paths.business_date
+    shutil.rmtree(paths.quarantine_dir(channel), ignore_errors=True)
+    wh.release_files(day, channel)
+    intake = Intake(lines=empty_lines())
+    frames = []
+    for path in channel_files(paths.channel_dir(channel)):
+        sha = None
+        try:
+            parsed, frame = parse_channel_file(path, rule, day)
+            sha = parsed.sha256
+            # The gate judges the file as parsed (LINE_SCHEMA), before our status column is added.
+            failures, result = gates.check_statement(parsed.frame, rule=rule, business_date=day, source=str(path))
+            if result is not None:
+                intake.quality.append(result)
+            if failures:
+                raise StatementError(path, 0, "quality_gate", "; ".join(failures))
+            prior = wh.claim_file(
+                sha, business_date=day, channel=channel, source_file=path.name, rows=frame.height, format=rule.parser
+            )
+            if prior is not None:
+                raise StatementError(path, 0, "duplicate_file", f"the same bytes were taken in as {prior}")
+        except StatementError as exc:
+            intake.quarantined.append(_quarantine(paths, channel, path, exc, sha))
+            continue
+        frames.append(frame)
+        intake.accepted.append(path.name)
+    if frames:
+        intake.lines = pl.concat(frames, how="vertical")
+    return intake
+
+
+def _with_carry_forward(rule: Rule, day: date, today: pl.DataFrame, pending: pl.DataFrame) -> pl.DataFrame:
+    """Today's records of the channel plus yesterday's pending ones (today's version wins when a
+    record is in both; it keeps the date it first appeared), with `since_date` and `after_cutoff`."""
+    today = today.with_columns(pl.lit(day, dtype=pl.Date).alias("since_date"))
+    if pending.height:
+        schema: dict[str, pl.DataType] = {**INTERNAL_SCHEMA, "since_date": pl.Date()}
+        pending = pending.select(PENDING_COLUMNS).select(pl.col(n).cast(t) for n, t in schema.items())
+        first_seen = pending.select("payment_id", pl.col("since_date").alias("_first"))
+        today = (
+            today.join(first_seen, on="payment_id", how="left")
+            .with_columns(pl.coalesce("_first", "since_date").alias("since_date"))
+            .drop("_first")
+        )
+        carried = pending.join(today.select("payment_id"), on="payment_id", how="anti")
+        today = pl.concat([today, carried], how="vertical")
+    cutoff = rule.carry_forward.cutoff
+    local = pl.col("created_at").dt.convert_time_zone(rule.timezone)
+    after = (local.dt.hour().cast(pl.Int32) * 3600 + local.dt.minute().cast(pl.Int32) * 60 + local.dt.second()) >= (
+        cutoff.hour * 3600 + cutoff.minute * 60 + cutoff.second
+    )
+    return today.with_columns(after.alias("after_cutoff"))
+
+
+def _actions(con: duckdb.DuckDBPyConnection, rule: Rule, day: date, breaks: pl.DataFrame) -> pl.DataFrame:
+    """The breaks with `action`, `requires_approval`, `task_amount_minor` and `task_id`.
+
+    The action is the kind's default (STATUS_MISMATCH: CONFIRM_SUCCESS when the channel moved the
+    money, else CONFIRM_FAILURE), raised to MANUAL_REVIEW with approval when the task's amount
+    exceeds the rule's approval threshold. The amount is |delta| for amount, partial and fee
+    breaks, ours for missing-at-channel and status breaks, the channel's for the others."""
+    defaults = " ".join(f"WHEN {lit(k.value)} THEN {lit(a.value)}" for k, a in DEFAULT_ACTION.items())
+    delta_kinds = ", ".join(lit(k.value) for k in _DELTA_KINDS)
+    ours_kinds = ", ".join(lit(k.value) for k in _OURS_KINDS)
+    none, review = lit(RepairAction.NONE.value), lit(RepairAction.MANUAL_REVIEW.value)
+    con.register("eb", breaks)
+    try:
+        return con.sql(f"""
+            WITH a AS (
+                SELECT *,
+                       CASE WHEN kind IN ({delta_kinds}) THEN abs(delta_minor)
+                            WHEN kind IN ({ours_kinds}) THEN abs(internal_amount_minor)
+                            ELSE abs(channel_amount_minor) END AS task_amount_minor,
+                       CASE WHEN kind = {lit(BreakKind.STATUS_MISMATCH)}
+                            THEN CASE WHEN channel_succeeded THEN {lit(RepairAction.CONFIRM_SUCCESS)}
+                                      ELSE {lit(RepairAction.CONFIRM_FAILURE)} END
+                            ELSE CASE kind {defaults} END END AS default_action
+                FROM eb)
+            SELECT * EXCLUDE (default_action),
+                   default_action <> {none} AND task_amount_minor > {rule.approval_threshold_minor} AS requires_approval,
+                   CASE WHEN default_action <> {none} AND task_amount_minor > {rule.approval_threshold_minor}
+                        THEN {review} ELSE default_action END AS action
+            FROM a ORDER BY break_id""").pl()
+    finally:
+        con.unregister("eb")
+
+
+def _outbox(con: duckdb.DuckDBPyConnection, rule: Rule, day: date, breaks: pl.DataFrame) -> pl.DataFrame:
+    """One repair task per break with an action (OUTBOX_COLUMNS); `task_id` is
+    `records.task_id(break_id, action)`, `created_at` the end of the business day (never the clock)."""
+    created = datetime.combine(day + timedelta(days=1), time(0), tzinfo=UTC)
+    con.register("ab", breaks)
+    try:
+        return con.sql(
+            f"""
+            SELECT 'tsk_' || left(sha256(break_id || chr(31) || action), 32) AS task_id, break_id, action, payment_id,
+                   task_amount_minor AS amount_minor, currency,
+                   kind || ' on ' || channel || ': ours ' || coalesce(internal_amount_minor::VARCHAR, '-')
+                        || ', channel ' || coalesce(channel_amount_minor::VARCHAR, '-') || ' ' || currency
+                        || ' minor units; rule ' || rule_id AS reason,
+                   requires_approval, ?::TIMESTAMPTZ AS created_at, trace_id, ?::DATE AS business_date,
+                   channel
+            FROM ab WHERE action <> {lit(RepairAction.NONE.value)} ORDER BY task_id""",
+            params=[created, day],
+        ).pl()
+    finally:
+        con.unregister("ab")
+
+
+def _risk(breaks: pl.DataFrame) -> pl.Expr:
+    return pl.coalesce(
+        pl.col("delta_minor").abs(), pl.col("channel_amount_minor").abs(), pl.col("internal_amount_minor").abs()
+    )
+
+
+@dataclass
+class ChannelDay:
+    channel: str
+    summary: dict[str, Any]
+    breaks: pl.DataFrame
+    quality: list[Any]
+
+
+def reconcile_channel(wh: Warehouse, paths: DayPaths, rule: Rule) -> ChannelDay:
+    """Reconcile one channel's day and persist it; returns its summary entry and reported breaks.
+
+    Our records come from the partition `prepare_day` staged plus the channel's pending set. When
+    no file of the channel was accepted (none arrived, or all were quarantined) the channel is held:
+    our records stay pending and no break is raised or closed for it.
+    """
+    channel, day = rule.channel, paths.business_date
+    intake = take_in_files(wh, paths, rule)
+    staged = wh.read_partition("internal", day, channel)
+    if staged is None:
+        raise FileNotFoundError(f"our records of {channel} for {day} are not staged; run prepare_day first")
+    internal = _with_carry_forward(rule, day, staged, wh.pending_before(day, channel))
+    held = not intake.accepted
+    con = duckdb.connect()
+    try:
+        if held:
+            result = ChannelResult(
+                breaks=pl.DataFrame(schema=ENGINE_BREAK_SCHEMA),
+                pending=internal.drop("after_cutoff"),
+                internal={
+                    "rows_in": internal.height,
+                    "matched": 0,
+                    "pending": internal.height,
+                    "breaks": 0,
+                    "rejected": 0,
+                },
+                channel={"rows_in": 0, "matched": 0, "pending": 0, "breaks": 0, "rejected": 0},
+                carry_forward={
+                    "pending_in": int((internal["since_date"] < day).sum()),
+                    "matched_from_previous": 0,
+                    "expired_to_breaks": 0,
+                    "pending_out": internal.height,
+                },
+            )
+            if not intake.quarantined:
+                intake.quarantined.append(
+                    {"file": f"channels/{channel}/", "reason": "no_files", "detail": "no file arrived", "line": 0}
+                )
+        else:
+            result = match_channel(con, rule, day, internal, intake.lines)
+        decided = _actions(con, rule, day, result.breaks)
+        outbox = _outbox(con, rule, day, decided)
+    finally:
+        con.close()
+    wh.write_partition("lines", day, channel, intake.lines)
+    by_kind = dict(sorted(Counter(decided["kind"].to_list()).items()))
+    in_currency = decided.filter(pl.col("currency") == rule.currency)
+    summary: dict[str, Any] = {
+        "currency": rule.currency,
+        "internal": result.internal,
+        "channel": result.channel,
+        "breaks_by_kind": by_kind,
+        "amount_at_risk_minor": int(in_currency.select(_risk(in_currency).sum()).item() or 0),
+        "quarantined": [{k: q[k] for k in ("file", "reason", "detail")} for q in intake.quarantined],
+    }
+    stored = {"channel": summary, "carry_forward": result.carry_forward, "rule": rule.ref}
+    reported = wh.save_channel_day(
+        day,
+        channel,
+        rule_ref=rule.ref,
+        breaks=decided,
+        pending=result.pending.select(PENDING_COLUMNS),
+        outbox=outbox.select(OUTBOX_COLUMNS),
+        quarantined=intake.quarantined,
+        summary=stored,
+        reconciled=not held,
+    )
+    if intake.quality:
+        gates.data_docs(intake.quality, paths.day_out / "quality" / channel)
+    return ChannelDay(channel, summary, reported, intake.quality)
+
+
+# --- step 3 ----------------------------------------------------------------------------------------
+def build_summary(wh: Warehouse, day: date, channels: list[str]) -> dict[str, Any]:
+    """The day's summary.json (the shape agreed with the reports) from the channels' stored runs."""
+    summary: dict[str, Any] = {"business_date": day.isoformat(), "rules": {}, "channels": {}}
+    kinds: Counter[str] = Counter()
+    carry: Counter[str] = Counter(
+        {"pending_in": 0, "matched_from_previous": 0, "expired_to_breaks": 0, "pending_out": 0}
+    )
+    closed = 0
+    for channel in channels:
+        stored = wh.run_summary(day, channel)
+        if stored is None:
+            raise RuntimeError(f"channel {channel} has no stored run for {day}; run reconcile_channel first")
+        summary["rules"][channel] = stored["rule"]
+        summary["channels"][channel] = stored["channel"]
+        kinds.update(stored["channel"]["breaks_by_kind"])
+        carry.update(stored["carry_forward"])
+        closed += wh.closed_on(day, channel)
+    summary["breaks_by_kind"] = dict(sorted(kinds.items()))
+    summary["carry_forward"] = {
+        k: int(carry[k]) for k in ("pending_in", "matched_from_previous", "expired_to_breaks", "pending_out")
+    }
+    summary["breaks_closed"] = closed
+    return summary
+
+
+def finalize_day(wh: Warehouse, paths: DayPaths, channels: list[str]) -> dict[str, Path]:
+    """Write the day's breaks.csv, breaks.parquet and summary.json (then the quality report of the
+    outputs and the finance reports); returns the paths written by name."""
+    day = paths.business_date
+    breaks = wh.breaks_of_day(day, channels).cast(BREAKS_SCHEMA)  # type: ignore[arg-type]
+    summary = build_summary(wh, day, channels)
+    risk = breaks.group_by("currency").agg(_risk(breaks).sum().alias("risk")).sort("currency")
+    summary["amount_at_risk_minor_by_currency"] = {row[0]: int(row[1]) for row in risk.iter_rows()}
+    for side_counts in summary["channels"].values():
+        for side in ("internal", "channel"):
+            c = side_counts[side]
+            assert c["rows_in"] == c["matched"] + c["pending"] + c["breaks"] + c["rejected"], (side, c)
+    out = paths.day_out
+    out.mkdir(parents=True, exist_ok=True)
+    written = {
+        "breaks.csv": out / "breaks.csv",
+        "breaks.parquet": out / "breaks.parquet",
+        "summary.json": out / "summary.json",
+    }
+    breaks.write_csv(written["breaks.csv"], date_format="%Y-%m-%d")
+    breaks.write_parquet(written["breaks.parquet"], compression="zstd", statistics=False)
+    written["summary.json"].write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    failures, result = gates.check_outputs(summary, breaks)
+    if failures:
+        raise AssertionError(f"the day's outputs fail the quality gate: {'; '.join(failures)}")
+    if result is not None:
+        docs = gates.data_docs([result], out / "quality" / "outputs")
+        if docs is not None:
+            written["data_docs"] = docs
+    history = wh.frame("SELECT * FROM break_history WHERE business_date <= ? ORDER BY business_date, break_id", [day])
+    for path in gates.reports(out, business_date=day, breaks=breaks, summary=summary, history=history):
+        written[path.name] = path
+    return written
+
+
+@dataclass
+class DayResult:
+    summary: dict[str, Any]
+    outputs: dict[str, Path]
+    channels: list[str]
+
+
+def run_day(
+    business_date: date,
+    input_root: Path,
+    out_root: Path,
+    *,
+    warehouse: Path | None = None,
+    channels: list[str] | None = None,
+    rules_dir: Path | None = None,
+    progress: Any = None,
+) -> DayResult:
+    """Reconcile one business day: read `input_root/<date>/`, write `out_root/<date>/`, keep state
+    in `warehouse` (default `out_root/warehouse.duckdb`). `progress(step: str)` is called per step."""
+    rules = load_rules(rules_dir) if rules_dir else load_rules()
+    paths = DayPaths(Path(input_root), Path(out_root), business_date)
+    chosen = discover_channels(paths, rules, channels)
+    with Warehouse(warehouse or default_warehouse(Path(out_root))) as wh:
+        if progress:
+            progress("internal")
+        prepare_day(wh, paths, chosen)
+        for channel in chosen:
+            if progress:
+                progress(channel)
+            reconcile_channel(wh, paths, rules[channel])
+        if progress:
+            progress("outputs")
+        outputs = finalize_day(wh, paths, chosen)
+        summary = json.loads(outputs["summary.json"].read_text())
+    return DayResult(summary, outputs, chosen)

@@ -134,7 +134,17 @@ def _load_all() -> None:
         importlib.import_module(f"connectors.statements.{module}")
 
 
-_FORMAT_MODULES: list[str] = ["payrecon_csv", "wechatpay", "alipay", "stripe", "camt053", "camt054"]
+_FORMAT_MODULES: list[str] = [
+    "payrecon_csv",
+    "wechatpay",
+    "alipay",
+    "stripe",
+    "camt053",
+    "camt054",
+    "mt940",
+    "mt942",
+    "bai2",
+]
 
 
 def file_sha256(path: Path) -> str:

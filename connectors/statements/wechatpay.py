@@ -25,6 +25,15 @@ fen. A fee whose digits beyond the currency's exponent are all zero is exact and
 with non-zero sub-fen digits cannot be booked in minor units and refuses the whole file
 (`inexact_fee`) instead of being rounded. The summary's 手续费总金额 is held to the same rule.
 
+Payouts (企业付款, 提现) are not trades: WeChat lists them in the fund-flow bill (资金账单), whose
+layout this module reads too (`记账时间,微信支付业务单号,资金流水单号,业务名称,业务类型,收支类型,
+收支金额（元）,账户结余（元）,资金变更提交申请人,备注,业务凭证号`, summary `资金流水总笔数,收入笔数,
+收入金额,支出笔数,支出金额`). Its rows: 业务类型 交易 PAYMENT, 退款 REFUND, 手续费 FEE, 企业付款/
+提现/转账 PAYOUT, others ADJUSTMENT; signed by 收支类型 (收入 +, 支出 -); payment_id = 业务凭证号,
+channel_txn_id = 微信支付业务单号, raw SUCCESS. A real fund-flow bill repeats every trade, so a
+channel folder holds either the trade bill alone or, as our writer does, the trade bill plus a
+fund-flow bill holding only the movements the trade bill lacks.
+
 Control totals: the row count and every summary sum must equal the rows (`control_total_mismatch`).
 Each row is split natively by Polars (no Python loop per row) and must have the header's field
 count; timestamps are Beijing time (UTC+8) and are converted to UTC.
@@ -90,6 +99,11 @@ REFUND_HEADER = (
     "订单金额", "申请退款金额", "费率备注",
 )  # fmt: skip
 LAYOUTS = {ALL_HEADER: "ALL", SUCCESS_HEADER: "SUCCESS", REFUND_HEADER: "REFUND"}
+FUNDFLOW_HEADER = ("记账时间", "微信支付业务单号", "资金流水单号", "业务名称", "业务类型", "收支类型", "收支金额（元）",
+                   "账户结余（元）", "资金变更提交申请人", "备注", "业务凭证号")  # fmt: skip
+FUNDFLOW_SUMMARY = ("资金流水总笔数", "收入笔数", "收入金额", "支出笔数", "支出金额")
+FUNDFLOW_TYPES = {"交易": LineType.PAYMENT, "退款": LineType.REFUND, "手续费": LineType.FEE, "企业付款": LineType.PAYOUT,
+                  "提现": LineType.PAYOUT, "转账": LineType.PAYOUT}  # fmt: skip
 FEE_DECIMALS = 5
 
 
@@ -124,6 +138,8 @@ def parse(path: Path, *, channel: str, business_date: date | None = None) -> Par
     text = decode(path, data, "utf-8")
     lines = split_lines(text)
     header = tuple(lines[0].split(","))
+    if header == FUNDFLOW_HEADER:
+        return _parse_fundflow(path, sha, lines, channel=channel, business_date=business_date)
     layout = LAYOUTS.get(header)
     if layout is None:
         raise refuse(path, 1, "bad_header", f"not a WeChat Pay ALL/SUCCESS/REFUND header: {lines[0][:80]!r}")
@@ -220,16 +236,156 @@ def parse(path: Path, *, channel: str, business_date: date | None = None) -> Par
     return ParsedFile(path=path, sha256=sha, format=NAME, frame=frame, controls={"layout": layout, **got, "ok": True})
 
 
+def _backtick_body(
+    path: Path, lines: pl.Series, header: tuple[str, ...], summary_header: tuple[str, ...]
+) -> tuple[pl.DataFrame, list[str]]:
+    """The detail rows (backticks stripped) and the summary values of a backtick bill."""
+    if len(lines) == 1:
+        raise refuse(path, 1, "header_only", "a header and no summary: the bill is cut off")
+    if len(lines) < 3 or lines[-2] != ",".join(summary_header):
+        raise refuse(path, len(lines), "truncated", f"the last two lines are not the {summary_header[0]} summary")
+    n = len(lines) - 3
+    body = split_fields(lines.slice(1, n), len(header), 2, path)
+    body.columns = list(header)
+    for c in header:
+        no_tick = (~body[c].str.starts_with("`")).arg_true()
+        if len(no_tick):
+            raise refuse(path, int(no_tick[0]) + 2, "bad_record", f"{c} does not start with a backtick")
+    summary = split_fields(lines.slice(len(lines) - 1, 1), len(summary_header), len(lines), path).row(0)
+    if any(not str(c).startswith("`") for c in summary):
+        raise refuse(path, len(lines), "bad_record", "summary values must start with a backtick")
+    return body.select(pl.all().str.strip_prefix("`").str.strip_chars()), [str(c)[1:] for c in summary]
+
+
+def _parse_fundflow(path: Path, sha: str, lines: pl.Series, *, channel: str, business_date: date | None) -> ParsedFile:
+    body, cells = _backtick_body(path, lines, FUNDFLOW_HEADER, FUNDFLOW_SUMMARY)
+    n = body.height
+    line_nos = pl.int_range(2, n + 2, eager=True).cast(pl.Int64)
+    amount = amounts(path, body["收支金额（元）"], line_nos, "CNY", channel, "收支金额（元）")
+    direction = body["收支类型"]
+    bad = (~direction.is_in(["收入", "支出"])).arg_true()
+    if len(bad):
+        raise refuse(path, int(bad[0]) + 2, "bad_line_type", f"收支类型 {direction[int(bad[0])]!r}")
+    income = direction == "收入"
+    summary_line = len(lines)
+    if not all(c.isdigit() for c in (cells[0], cells[1], cells[3])):
+        raise refuse(path, summary_line, "bad_record", f"counts {cells[0]!r}, {cells[1]!r}, {cells[3]!r}")
+    ctl = amounts(path, pl.Series([cells[2], cells[4]]), pl.Series([summary_line] * 2), "CNY", channel, "summary")
+    declared = (int(cells[0]), int(cells[1]), int(ctl[0]), int(cells[3]), int(ctl[1]))
+    actual = (
+        n,
+        int(income.sum()),
+        int(amount.filter(income).sum()),
+        int((~income).sum()),
+        int(amount.filter(~income).sum()),
+    )
+    if declared != actual:
+        raise refuse(path, summary_line, "control_total_mismatch", f"summary {declared}, rows {actual} (counts, fen)")
+    signed = pl.select(pl.when(income).then(amount).otherwise(-amount)).to_series()
+    booked = timestamps(path, body["记账时间"], line_nos, "%Y-%m-%d %H:%M:%S", "记账时间", tz="Asia/Shanghai")
+    rows = pl.DataFrame(
+        {
+            "line_no": line_nos,
+            "kind": body["业务类型"],
+            "txn": null_if_empty(body["微信支付业务单号"]),
+            "payment_id": null_if_empty(body["业务凭证号"]),
+            "signed": signed,
+            "booked_at": booked,
+        }
+    )
+    # A fee row under the same business number as a movement is that movement's fee (WeChat books
+    # them as two flows); a fee row of its own stays a FEE line.
+    movement_txns = rows.filter(pl.col("kind") != "手续费")["txn"].drop_nulls()
+    folded = (pl.col("kind") == "手续费") & pl.col("txn").is_in(movement_txns.implode())
+    fees = rows.filter(folded).group_by("txn").agg((-pl.col("signed")).sum().alias("fee_minor"))
+    lines_ = (
+        rows.filter(~folded)
+        .join(fees, on="txn", how="left", nulls_equal=False)
+        .with_columns(pl.col("fee_minor").fill_null(0))
+        .sort("line_no")
+    )
+    frame = build_frame(
+        path=path,
+        sha256=sha,
+        channel=channel,
+        account="",
+        business_date=business_date,
+        columns={
+            "line_no": lines_["line_no"],
+            "line_type": lines_["kind"].replace_strict(
+                {k: v.value for k, v in FUNDFLOW_TYPES.items()}, default=LineType.ADJUSTMENT.value
+            ),
+            "channel_txn_id": lines_["txn"],
+            "payment_id": lines_["payment_id"],
+            "gross_minor": lines_["signed"],
+            "fee_minor": lines_["fee_minor"],
+            "net_minor": lines_["signed"] - lines_["fee_minor"],
+            "currency": pl.Series(["CNY"] * lines_.height, dtype=pl.String),
+            "booked_at": lines_["booked_at"],
+            "value_date": lines_["booked_at"].dt.convert_time_zone("Asia/Shanghai").dt.date(),
+            "raw": pl.Series(["SUCCESS"] * lines_.height, dtype=pl.String),
+        },
+    )
+    return ParsedFile(
+        path=path, sha256=sha, format=NAME, frame=frame, controls={"layout": "FUNDFLOW", "rows": n, "ok": True}
+    )
+
+
+def _write_fundflow(lines: Sequence[StatementLine], path: Path) -> None:
+    """The fund-flow bill of the day's payouts (gzip, mtime 0 for reproducible bytes)."""
+    out = [",".join(FUNDFLOW_HEADER)]
+    income = expense = n_in = n_out = 0
+    for line in lines:
+        if line.booked_at is None:
+            raise ValueError(f"{line.channel_txn_id}: a fund-flow row needs its booking time")
+        if line.fee_minor and not line.channel_txn_id:
+            raise ValueError("a fund-flow fee is tied to its movement by the business number; this line has none")
+        when = line.booked_at.astimezone(CST).strftime("%Y-%m-%d %H:%M:%S")
+        kind = {
+            LineType.PAYOUT: "企业付款",
+            LineType.FEE: "手续费",
+            LineType.PAYMENT: "交易",
+            LineType.REFUND: "退款",
+        }.get(line.line_type, "调账")
+        # The movement books its gross; the fee is a second flow under the same business number.
+        flows = [(kind, line.gross_minor)]
+        if line.fee_minor:
+            flows.append(("手续费", -line.fee_minor))
+        for flow_kind, signed in flows:
+            amount = abs(signed)
+            if signed >= 0:
+                income, n_in = income + amount, n_in + 1
+            else:
+                expense, n_out = expense + amount, n_out + 1
+            row = (when, line.channel_txn_id or "", "", flow_kind, flow_kind, "收入" if signed >= 0 else "支出",
+                   format_amount(amount, "CNY"), "", "payrecon", "", line.payment_id or "")  # fmt: skip
+            out.append(",".join(_cell(v) for v in row))
+    out.append(",".join(FUNDFLOW_SUMMARY))
+    out.append(
+        ",".join(
+            _cell(v)
+            for v in (
+                str(n_in + n_out),
+                str(n_in),
+                format_amount(income, "CNY"),
+                str(n_out),
+                format_amount(expense, "CNY"),
+            )
+        )
+    )
+    path.write_bytes(gzip.compress(("\n".join(out) + "\n").encode("utf-8"), mtime=0))
+
+
 def _cell(value: str) -> str:
     assert "," not in value and "\n" not in value, f"a WeChat bill field cannot hold {value!r}"
     return "`" + value
 
 
 def write(lines: Sequence[StatementLine], directory: Path, *, rule: Rule, business_date: date) -> list[Path]:
-    """Write `lines` as one ALL-layout trade bill `<channel>_<date>_ALL.csv.gz` (gzip, as the v3 API
-    serves it) with its summary. PAYMENT lines become trade rows and REFUND lines refund rows;
-    other line types do not exist in a trade bill and are refused (ValueError). Fees are written
-    with WeChat's five decimals; timestamps in Beijing time."""
+    """Write `lines` as the ALL-layout trade bill `<channel>_<date>_ALL.csv.gz` (gzip, as the v3 API
+    serves it) with its summary: PAYMENT lines become trade rows, REFUND lines refund rows. Other
+    lines (payouts) go to the fund-flow bill `<channel>_<date>_FUNDFLOW.csv.gz`, written only when
+    there are any. Fees with WeChat's five decimals; timestamps in Beijing time."""
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"{rule.channel}_{business_date.isoformat()}_ALL.csv.gz"
     cur, ch = rule.currency, rule.channel
@@ -243,11 +399,11 @@ def write(lines: Sequence[StatementLine], directory: Path, *, rule: Rule, busine
 
     out = [",".join(ALL_HEADER)]
     totals = dict.fromkeys(SUMMED, 0)
-    for line in lines:
+    trades = [ln for ln in lines if ln.line_type in (LineType.PAYMENT, LineType.REFUND)]
+    others = [ln for ln in lines if ln.line_type not in (LineType.PAYMENT, LineType.REFUND)]
+    for line in trades:
         if line.currency != cur:
             raise ValueError(f"{line.channel_txn_id}: a {cur} bill cannot hold {line.currency}")
-        if line.line_type not in (LineType.PAYMENT, LineType.REFUND):
-            raise ValueError(f"{line.channel_txn_id}: a WeChat trade bill has no {line.line_type} lines")
         if line.booked_at is None:
             raise ValueError(f"{line.channel_txn_id}: a WeChat bill row needs its trade time")
         refund = line.line_type is LineType.REFUND
@@ -290,18 +446,24 @@ def write(lines: Sequence[StatementLine], directory: Path, *, rule: Rule, busine
         totals["申请退款金额"] += refund_amt
         out.append(",".join(_cell(row[c]) for c in ALL_HEADER))
     out.append(",".join(SUMMARY_HEADER))
-    summary = [str(len(lines)), money(totals["应结订单金额"]), money(totals["退款金额"]), money(0),
+    summary = [str(len(trades)), money(totals["应结订单金额"]), money(totals["退款金额"]), money(0),
                fee_text(totals["手续费"]), money(totals["订单金额"]), money(totals["申请退款金额"])]  # fmt: skip
     out.append(",".join(_cell(v) for v in summary))
     # mtime=0: the same lines give the same bytes, so a re-run writes an identical file (same sha256).
     path.write_bytes(gzip.compress(("\n".join(out) + "\n").encode("utf-8"), mtime=0))
-    return [path]
+    if not others:
+        return [path]
+    flow = directory / f"{rule.channel}_{business_date.isoformat()}_FUNDFLOW.csv.gz"
+    _write_fundflow(others, flow)
+    return [path, flow]
 
 
 def sniff(head: bytes, name: str) -> bool:
     if head[:2] == b"\x1f\x8b":
-        return "wechat" in name.lower() or name.endswith("_ALL.csv.gz")
-    return head.lstrip(b"\xef\xbb\xbf").startswith("交易时间,公众账号ID".encode())
+        return "wechat" in name.lower() or name.endswith(("_ALL.csv.gz", "_FUNDFLOW.csv.gz"))
+    return head.lstrip(b"\xef\xbb\xbf").startswith(
+        ("交易时间,公众账号ID".encode(), "记账时间,微信支付业务单号".encode())
+    )
 
 
 FORMAT = register(StatementFormat(NAME, parse=parse, write=write, sniff=sniff, description=__doc__.splitlines()[0]))

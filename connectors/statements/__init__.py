@@ -135,16 +135,29 @@ def _load_all() -> None:
 
 
 _FORMAT_MODULES: list[str] = [
-    "payrecon_csv",
-    "wechatpay",
-    "alipay",
-    "stripe",
-    "camt053",
-    "camt054",
-    "mt940",
-    "mt942",
-    "bai2",
-]
+    "payrecon_csv", "wechatpay", "alipay", "stripe", "camt053", "camt054", "mt940", "mt942", "bai2", "ofx",
+]  # fmt: skip
+
+
+# Sniffing order: the most specific signatures first (a camt.054 is also XML; an MT942 also has :20:).
+_SNIFF_ORDER: tuple[str, ...] = (
+    "camt054", "camt053", "mt942", "mt940", "bai2", "wechatpay", "alipay", "stripe", "adyen",
+    "paypal_stl", "ofx", "payrecon_csv",
+)  # fmt: skip
+
+
+def detect_format(path: Path) -> str:
+    """The name of the format `path` is in, from its first 64 KiB and its name; StatementError
+    `unknown_format` when no format recognises it."""
+    _load_all()
+    with open(path, "rb") as fh:
+        head = fh.read(1 << 16)
+    names = [n for n in _SNIFF_ORDER if n in FORMATS] + [n for n in FORMATS if n not in _SNIFF_ORDER]
+    for name in names:
+        sniff = FORMATS[name].sniff
+        if sniff is not None and sniff(head, Path(path).name):
+            return name
+    raise StatementError(path, 0, "unknown_format", f"not one of {', '.join(sorted(FORMATS))}; name it with --format")
 
 
 def file_sha256(path: Path) -> str:

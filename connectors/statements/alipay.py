@@ -398,7 +398,10 @@ def write(lines: Sequence[StatementLine], directory: Path, *, rule: Rule, busine
 def sniff(head: bytes, name: str) -> bool:
     if head[:4] == b"PK\x03\x04":
         return "业务明细".encode() in head or "业务明细".encode("gbk") in head or name.endswith(".csv.zip")
-    return head.startswith("#支付宝业务明细".encode("gbk")) or "交易时间,交易分类".encode("gbk") in head
+    # The personal export pads its header with spaces; its preamble names 支付宝 (Alipay) in GBK.
+    return head.startswith("#支付宝业务明细".encode("gbk")) or (
+        head.startswith(b"-----") and "支付宝".encode("gbk") in head
+    )
 
 
 FORMAT = register(StatementFormat(NAME, parse=parse, write=write, sniff=sniff, description=__doc__.splitlines()[0]))

@@ -69,6 +69,9 @@ Details the engines rely on:
 - `status_mismatch`: we closed the order (CLOSED) after the callback window; the channel charged it
   and its SUCCEEDED callback arrives after our CLOSED event.
 - `lost_callback`: the channel charged it; no callback ever came; we are still PROCESSING.
+- A payment that we close or fail before its callback window ends expects no callback (a clean
+  CLOSED order sends none); a SUCCEEDED event of ours does not cancel the expectation (that is
+  how `missing_at_channel` shows in the stream).
 - Payment events per payment: PROCESSING when sent to the channel, then the final status
   (SUCCEEDED, FAILED, CLOSED) unless still PROCESSING at the end of the day. Callback ids are
   stable per delivery attempt of the same notification: a duplicate callback repeats its id.

@@ -1,0 +1,63 @@
+"""Topic administration for the stream side: create what is missing, refuse what is mis-partitioned."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Iterable
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+
+from connectors.kafka.topics import INPUT_PARTITIONS, Topics
+
+
+class TopicLayoutError(RuntimeError):
+    """An existing topic whose partition count breaks co-partitioning; recreate it or use another namespace."""
+
+
+async def _ensure(bootstrap: str, wanted: dict[str, int], replication: int) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [NewTopic(n, p, replication) for n, p in wanted.items() if n not in existing]
+        if missing:
+            # A racing worker or replay may create them meanwhile; the layout is checked below.
+            with contextlib.suppress(TopicAlreadyExistsError):
+                await admin.create_topics(missing)
+        described = await admin.describe_topics([n for n in wanted if n in existing])
+        for topic in described:
+            name = topic["topic"]
+            count = len(topic.get("partitions", []))
+            if name in wanted and count and count != wanted[name]:
+                raise TopicLayoutError(
+                    f"topic {name} has {count} partitions, {wanted[name]} expected: payment events and "
+                    "callbacks must be co-partitioned; delete the topic or use another --namespace"
+                )
+    finally:
+        await admin.close()
+
+
+def ensure_topics(bootstrap: str, topics: Topics, *, replication: int = 1, extra: Iterable[str] = ()) -> None:
+    """Create the namespace's input and output topics where missing (inputs with INPUT_PARTITIONS
+    partitions); raise TopicLayoutError when an input topic exists with another partition count."""
+    wanted = {topics.payment_events: INPUT_PARTITIONS, topics.channel_callbacks: INPUT_PARTITIONS}
+    for name in (*topics.all_outputs(), *extra):
+        wanted[name] = INPUT_PARTITIONS
+    asyncio.run(_ensure(bootstrap, wanted, replication))
+
+
+async def delete_namespace(bootstrap: str, topics: Topics) -> list[str]:
+    """Delete every topic of a (test or shadow) namespace, changelogs included; return their names."""
+    if not topics.namespace:
+        raise ValueError("refusing to delete the real pipeline's topics (empty namespace)")
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        names = [n for n in await admin.list_topics() if n.startswith(topics.namespace + ".")]
+        if names:
+            await admin.delete_topics(names)
+        return names
+    finally:
+        await admin.close()

@@ -1,0 +1,251 @@
+"""The Faust app of the stream matcher: input topics, the pending-state table, the agent, the sinks.
+
+One agent consumes both input topics (payment events and re-keyed callbacks, co-partitioned by
+`payment_id`), so that one actor sees every record of a payment in the order Kafka keeps per topic
+partition. The state of every pending payment lives in the `payments` table (changelog-backed, one
+shard per input partition; RocksDB through `rocksdict` when installed, else in memory and rebuilt
+from the changelog at start). Decisions are made by `pipelines.stream.matcher.Matcher` with the
+same rule files as the T+1 engine (`pipelines.matching.rules.load_rules`).
+
+Delivery is at least once: offsets are committed after the producer is flushed (Faust's own order),
+so a crash re-delivers records whose effects may or may not have been sent. Effects are idempotent:
+breaks are keyed by `break_id` and tasks by `task_id`, both deterministic, and every copy of a
+record is byte-identical (event time, never wall clock, in every field), so a consumer that keeps
+the last record per id sees exactly what an undisturbed run produced. "No duplicate task" means:
+one `task_id` per (break, action), and every copy of a task under that id has the same content,
+so the payment core, which deduplicates on the task_id as `Idempotency-Key`, applies it once.
+
+An input record that cannot be decoded (bad JSON, a float amount, an unknown channel, a record not
+keyed by its payment_id) goes to the dead-letter topic with the reason, and the worker goes on.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import time
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+import faust
+
+from connectors.kafka.codecs import (
+    DLQ_REASON_HEADER,
+    TRACE_HEADER,
+    DecodeError,
+    Tick,
+    decode_channel_callback,
+    decode_payment_event,
+    encode_json,
+    headers_for,
+    iso,
+)
+from connectors.kafka.topics import INPUT_PARTITIONS, Topics
+from pipelines.matching.rules import Rule, load_rules
+from pipelines.stream.matcher import Matcher, Output, from_ms
+
+log = logging.getLogger(__name__)
+
+Headers = list[tuple[str, bytes]]
+REPO_ROOT = Path(__file__).resolve().parents[2]
+# Latency above this many ms is counted in the last bucket of the histogram.
+LATENCY_HIST_MAX_MS = 60_000
+
+
+class Sink(Protocol):
+    """Where output records go: Kafka topics in the worker, a list in unit tests."""
+
+    async def send(self, topic: str, key: bytes, value: bytes, headers: Headers) -> None: ...
+
+    async def flush(self) -> None: ...
+
+
+def default_store() -> str:
+    """`rocksdb://` when rocksdict is installed (a persistent table store), else `memory://`."""
+    return "rocksdb://" if importlib.util.find_spec("rocksdict") is not None else "memory://"
+
+
+@dataclass
+class StreamApp:
+    """A configured matcher app: the Faust app, its agent and table, and the matcher state."""
+
+    app: faust.App
+    topics: Topics
+    agent: Any
+    table: Any
+    rules: Mapping[str, Rule]
+    matcher: Matcher
+    sink_ref: list[Sink]
+    latency_ms: dict[int, Counter[int]] = field(default_factory=dict)
+    dead_lettered: int = 0
+
+
+class FaustSink:
+    """Sends through the Faust app's producer (flushed by Faust before each offset commit)."""
+
+    def __init__(self, app: faust.App) -> None:
+        self.app = app
+        self._topics: dict[str, Any] = {}
+
+    def _topic(self, name: str) -> Any:
+        if name not in self._topics:
+            self._topics[name] = self.app.topic(
+                name, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
+            )
+        return self._topics[name]
+
+    async def send(self, topic: str, key: bytes, value: bytes, headers: Headers) -> None:
+        await self._topic(topic).send(key=key, value=value, headers=headers)
+
+    async def flush(self) -> None:
+        await self.app.producer.flush()
+
+
+def create_app(
+    topics: Topics,
+    bootstrap: str | Sequence[str] = "127.0.0.1:19092",
+    *,
+    store: str | None = None,
+    datadir: Path | None = None,
+    rules: Mapping[str, Rule] | None = None,
+    sink: Sink | None = None,
+    replication: int = 1,
+    commit_interval_s: float = 1.0,
+) -> StreamApp:
+    """Build the matcher app for one namespace. `bootstrap` is host:port (or several);
+    `store` a Faust store URL (default: `default_store()`); `sink` None sends to Kafka."""
+    servers = [bootstrap] if isinstance(bootstrap, str) else list(bootstrap)
+    app = faust.App(
+        topics.app_id,
+        broker=[f"kafka://{s}" for s in ",".join(servers).split(",")],
+        store=store or default_store(),
+        datadir=str(datadir or REPO_ROOT / ".cache" / "stream" / (topics.namespace or "default")),
+        topic_partitions=INPUT_PARTITIONS,
+        topic_replication_factor=replication,
+        table_standby_replicas=0,
+        consumer_auto_offset_reset="earliest",
+        broker_commit_interval=commit_interval_s,
+        producer_acks=-1,
+        web_enabled=False,
+        processing_guarantee="at_least_once",
+    )
+    inputs = app.topic(
+        topics.payment_events,
+        topics.channel_callbacks,
+        key_type=bytes,
+        value_type=bytes,
+        key_serializer="raw",
+        value_serializer="raw",
+        partitions=INPUT_PARTITIONS,
+    )
+    # Values are JSON objects (the payment's facts and what was emitted for it); keys payment_id.
+    table = app.Table("payments", default=None, partitions=INPUT_PARTITIONS, key_type=str)
+    rules = dict(rules if rules is not None else load_rules())
+    matcher = Matcher(rules, table)
+    sink_ref: list[Sink] = [sink or FaustSink(app)]
+    holder = StreamApp(app, topics, None, table, rules, matcher, sink_ref)
+
+    async def send_output(o: Output) -> None:
+        topic = topics.breaks if o.topic_kind == "break" else topics.repair_tasks
+        await sink_ref[0].send(topic, o.key.encode(), encode_json(o.value), headers_for(o.trace_id))
+
+    async def dead_letter(message: Any, reason: str, detail: str) -> None:
+        holder.dead_lettered += 1
+        key = message.key or b""
+        value = message.value or b""
+        record = {
+            "reason": reason,
+            "detail": detail,
+            "topic": message.topic,
+            "partition": message.partition,
+            "offset": message.offset,
+            "key": key.decode("utf-8", "replace"),
+            "value": value.decode("utf-8", "replace"),
+        }
+        trace = dict(message.headers or []).get(TRACE_HEADER, b"").decode("utf-8", "replace")
+        headers = headers_for(trace or None, **{DLQ_REASON_HEADER: reason})
+        # The DLQ record of an input record is keyed by where that record was, so a redelivery of
+        # the same bad record is a byte-identical copy.
+        dlq_key = f"{message.topic}/{message.partition}/{message.offset}".encode()
+        await sink_ref[0].send(topics.stream_dlq, dlq_key, encode_json(record), headers)
+        log.warning("dead-lettered %s/%s@%s: %s: %s", message.topic, message.partition, message.offset, reason, detail)
+
+    async def progress(partition: int, stream: str, tick: Tick) -> None:
+        # Every effect decided so far is on the broker before the marker that says so.
+        await sink_ref[0].flush()
+        hist = holder.latency_ms.pop(partition, Counter())
+        record = {
+            "partition": partition,
+            "stream": stream,
+            "at": iso(tick.at),
+            "watermark": iso(from_ms(holder.matcher.watermark(partition)))
+            if holder.matcher.watermark(partition) > 0
+            else None,
+            "wall_ms": int(time.time() * 1000),
+            "stats": dict(holder.matcher.stats, dead_lettered=holder.dead_lettered),
+            "latency_ms": {str(k): v for k, v in sorted(hist.items())},
+        }
+        await sink_ref[0].send(topics.stream_progress, f"{partition}".encode(), encode_json(record), [])
+        await sink_ref[0].flush()
+
+    async def handle(message: Any) -> Any:
+        is_callback = message.topic == topics.channel_callbacks
+        partition = message.partition
+        try:
+            decoded = (decode_channel_callback if is_callback else decode_payment_event)(message.value or b"")
+            if not isinstance(decoded, Tick):
+                key = (message.key or b"").decode("utf-8", "replace")
+                if key != decoded.payment_id:
+                    raise DecodeError(
+                        "not_keyed_by_payment_id",
+                        f"key {key!r} is not the record's payment_id {decoded.payment_id!r}: the input "
+                        "topics are co-partitioned by payment_id",
+                    )
+                if decoded.channel not in rules:
+                    raise DecodeError("unknown_channel", f"no rule file for channel {decoded.channel!r}")
+        except DecodeError as exc:
+            await dead_letter(message, exc.reason, exc.detail)
+            return None
+        stream: Literal["e", "c"] = "c" if is_callback else "e"
+        if isinstance(decoded, Tick):
+            outputs = holder.matcher.tick(stream, decoded.at, partition)
+            for o in outputs:
+                await send_output(o)
+            await progress(partition, stream, decoded)
+            return decoded
+        outputs = holder.matcher.apply(decoded, partition)
+        for o in outputs:
+            await send_output(o)
+        if message.timestamp:
+            latency = max(0, int(time.time() * 1000 - message.timestamp * 1000))
+            holder.latency_ms.setdefault(partition, Counter())[min(latency, LATENCY_HIST_MAX_MS)] += 1
+        return outputs
+
+    @app.agent(inputs, name="match")
+    async def match(stream: Any) -> Any:
+        async for event in stream.events():
+            yield await handle(event.message)
+
+    holder.agent = match
+    return holder
+
+
+def run_worker(
+    topics: Topics,
+    bootstrap: str,
+    *,
+    store: str | None = None,
+    datadir: Path | None = None,
+    loglevel: str = "warning",
+) -> None:
+    """Run one matcher worker in this process until SIGTERM or SIGINT (Faust's worker loop).
+    Topics are created first where missing (inputs co-partitioned, see connectors.kafka.admin)."""
+    from connectors.kafka.admin import ensure_topics
+
+    ensure_topics(bootstrap, topics)
+    holder = create_app(topics, bootstrap, store=store, datadir=datadir)
+    worker = faust.Worker(holder.app, loglevel=loglevel, redirect_stdouts=False)
+    worker.execute_from_commandline()

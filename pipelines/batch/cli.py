@@ -33,12 +33,18 @@ def recon(
     channels: list[str] | None = typer.Option(
         None, "--channels", help="Only these channels (repeat or comma-separate); default: every channel with files."
     ),
+    quality_engine: str = typer.Option(
+        "auto", "--quality-engine", help="Quality gate engine: auto (GX below 1M rows), gx or duckdb."
+    ),
+    data_docs: bool = typer.Option(True, "--data-docs/--no-data-docs", help="Write the gate's HTML Data Docs."),
 ) -> None:
     """Reconcile one business day: our records against every channel's files, with carry-forward
     across days; writes breaks.csv, breaks.parquet, summary.json, report.xlsx and report.html."""
     from pipelines.batch.day import run_day
 
     day = _date(business_date)
+    if quality_engine not in ("auto", "gx", "duckdb"):
+        raise typer.BadParameter(f"--quality-engine must be auto, gx or duckdb, not {quality_engine!r}")
     chosen = [c for item in channels or [] for c in item.split(",") if c] or None
     with Progress(
         TextColumn("[bold]recon {task.fields[step]}"), BarColumn(), TimeElapsedColumn(), console=console
@@ -49,7 +55,16 @@ def recon(
             progress.update(task, step=name, advance=1)
 
         try:
-            result = run_day(day, input_root, out_root, warehouse=warehouse, channels=chosen, progress=step)
+            result = run_day(
+                day,
+                input_root,
+                out_root,
+                warehouse=warehouse,
+                channels=chosen,
+                quality_engine=quality_engine,
+                data_docs=data_docs,
+                progress=step,
+            )
         except (StatementError, RuleError, ValueError, FileNotFoundError) as exc:
             console.print(f"[red]recon {day} failed:[/red] {exc}")
             raise typer.Exit(2) from None

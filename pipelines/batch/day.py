@@ -41,7 +41,7 @@ from pipelines.batch.load import (
     read_internal,
 )
 from pipelines.matching.rules import Rule, load_rules
-from pipelines.matching.sql import lit
+from pipelines.matching.sql import lit, task_id_expr
 from pipelines.records import BREAKS_CSV_COLUMNS, DEFAULT_ACTION, BreakKind, RepairAction
 
 # How breaks are written: BREAKS_CSV_COLUMNS with explicit types (amounts Int64 minor units).
@@ -77,6 +77,10 @@ class DayPaths:
     input_root: Path
     out_root: Path
     business_date: date
+    # The quality gate's engine: "auto" (its own choice by size), "gx" or "duckdb".
+    quality_engine: str = "auto"
+    # Data Docs render the gate's results as HTML through GX (seconds per call); tests skip them.
+    data_docs: bool = True
 
     @property
     def day_in(self) -> Path:
@@ -120,10 +124,12 @@ def prepare_day(wh: Warehouse, paths: DayPaths, channels: list[str]) -> dict[str
     side nothing can be reconciled, so the day stops with the file, line and reason.
     """
     frame = read_internal(paths.internal_csv)
-    failures, result = gates.check_internal(frame, business_date=paths.business_date, source=str(paths.internal_csv))
+    failures, result = gates.check_internal(
+        frame, business_date=paths.business_date, source=str(paths.internal_csv), engine=paths.quality_engine
+    )
     if failures:
         raise InputFileError(paths.internal_csv, 0, "quality_gate", "; ".join(failures))
-    if result is not None:
+    if result is not None and paths.data_docs:
         gates.data_docs([result], paths.day_out / "quality" / "internal")
     staged: dict[str, int] = {}
     by_channel = {key[0]: part for key, part in frame.partition_by("channel", as_dict=True).items()}
@@ -168,7 +174,9 @@ def take_in_files(wh: Warehouse, paths: DayPaths, rule: Rule) -> Intake:
             parsed, frame = parse_channel_file(path, rule, day)
             sha = parsed.sha256
             # The gate judges the file as parsed (LINE_SCHEMA), before our status column is added.
-            failures, result = gates.check_statement(parsed.frame, rule=rule, business_date=day, source=str(path))
+            failures, result = gates.check_statement(
+                parsed.frame, rule=rule, business_date=day, source=str(path), engine=paths.quality_engine
+            )
             if result is not None:
                 intake.quality.append(result)
             if failures:
@@ -252,7 +260,7 @@ def _outbox(con: duckdb.DuckDBPyConnection, rule: Rule, day: date, breaks: pl.Da
     try:
         return con.sql(
             f"""
-            SELECT 'tsk_' || left(sha256(break_id || chr(31) || action), 32) AS task_id, break_id, action, payment_id,
+            SELECT {task_id_expr("break_id", "action")} AS task_id, break_id, action, payment_id,
                    task_amount_minor AS amount_minor, currency,
                    kind || ' on ' || channel || ': ours ' || coalesce(internal_amount_minor::VARCHAR, '-')
                         || ', channel ' || coalesce(channel_amount_minor::VARCHAR, '-') || ' ' || currency
@@ -348,7 +356,7 @@ def reconcile_channel(wh: Warehouse, paths: DayPaths, rule: Rule) -> ChannelDay:
         summary=stored,
         reconciled=not held,
     )
-    if intake.quality:
+    if intake.quality and paths.data_docs:
         gates.data_docs(intake.quality, paths.day_out / "quality" / channel)
     return ChannelDay(channel, summary, reported, intake.quality)
 
@@ -401,10 +409,10 @@ def finalize_day(wh: Warehouse, paths: DayPaths, channels: list[str]) -> dict[st
     breaks.write_csv(written["breaks.csv"], date_format="%Y-%m-%d")
     breaks.write_parquet(written["breaks.parquet"], compression="zstd", statistics=False)
     written["summary.json"].write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
-    failures, result = gates.check_outputs(summary, breaks)
+    failures, result = gates.check_outputs(summary, breaks, engine=paths.quality_engine)
     if failures:
         raise AssertionError(f"the day's outputs fail the quality gate: {'; '.join(failures)}")
-    if result is not None:
+    if result is not None and paths.data_docs:
         docs = gates.data_docs([result], out / "quality" / "outputs")
         if docs is not None:
             written["data_docs"] = docs
@@ -429,12 +437,15 @@ def run_day(
     warehouse: Path | None = None,
     channels: list[str] | None = None,
     rules_dir: Path | None = None,
+    quality_engine: str = "auto",
+    data_docs: bool = True,
     progress: Any = None,
 ) -> DayResult:
     """Reconcile one business day: read `input_root/<date>/`, write `out_root/<date>/`, keep state
-    in `warehouse` (default `out_root/warehouse.duckdb`). `progress(step: str)` is called per step."""
+    in `warehouse` (default `out_root/warehouse.duckdb`). `quality_engine` picks the gate's engine
+    ("auto", "gx", "duckdb"); `data_docs` False skips the HTML Data Docs. `progress(step: str)` is called per step."""
     rules = load_rules(rules_dir) if rules_dir else load_rules()
-    paths = DayPaths(Path(input_root), Path(out_root), business_date)
+    paths = DayPaths(Path(input_root), Path(out_root), business_date, quality_engine, data_docs)
     chosen = discover_channels(paths, rules, channels)
     with Warehouse(warehouse or default_warehouse(Path(out_root))) as wh:
         if progress:

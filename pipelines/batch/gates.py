@@ -38,29 +38,39 @@ def available() -> dict[str, bool]:
     }
 
 
-def check_statement(frame: pl.DataFrame, *, rule: Rule, business_date: date, source: str) -> tuple[list[str], Any]:
+def _engine(engine: str) -> dict[str, str]:
+    # "auto" is the gate's own choice (GX below its row limit, DuckDB above); tests pick "duckdb"
+    # to stay fast and one test runs GX itself.
+    return {} if engine == "auto" else {"engine": engine}
+
+
+def check_statement(
+    frame: pl.DataFrame, *, rule: Rule, business_date: date, source: str, engine: str = "auto"
+) -> tuple[list[str], Any]:
     """The named failures of one statement file (empty when it passes or no gate is installed)
     and the gate's result object (None without a gate)."""
     quality = _module("pipelines.quality", "validate_statement")
     if quality is None:
         return [], None
-    result = quality.validate_statement(frame, rule=rule, business_date=business_date, source=source)
+    result = quality.validate_statement(frame, rule=rule, business_date=business_date, source=source, **_engine(engine))
     return ([] if result.ok else list(result.failures)), result
 
 
-def check_internal(frame: pl.DataFrame, *, business_date: date, source: str) -> tuple[list[str], Any]:
+def check_internal(
+    frame: pl.DataFrame, *, business_date: date, source: str, engine: str = "auto"
+) -> tuple[list[str], Any]:
     quality = _module("pipelines.quality", "validate_internal")
     if quality is None:
         return [], None
-    result = quality.validate_internal(frame, business_date=business_date, source=source)
+    result = quality.validate_internal(frame, business_date=business_date, source=source, **_engine(engine))
     return ([] if result.ok else list(result.failures)), result
 
 
-def check_outputs(summary: dict[str, Any], breaks: pl.DataFrame) -> tuple[list[str], Any]:
+def check_outputs(summary: dict[str, Any], breaks: pl.DataFrame, engine: str = "auto") -> tuple[list[str], Any]:
     quality = _module("pipelines.quality", "validate_outputs")
     if quality is None:
         return [], None
-    result = quality.validate_outputs(summary, breaks)
+    result = quality.validate_outputs(summary, breaks, **_engine(engine))
     return ([] if result.ok else list(result.failures)), result
 
 

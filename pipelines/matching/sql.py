@@ -111,3 +111,8 @@ def break_id_expr(channel: str, kind: str, payment_id: str, channel_txn_id: str)
     txn = f"(CASE WHEN {kind} IN ({keyed}) THEN coalesce({channel_txn_id}, '') ELSE '' END)"
     parts = f"{channel} || chr(31) || {kind} || chr(31) || coalesce({payment_id}, '') || chr(31) || {txn}"
     return f"('brk_' || left(sha256({parts}), 32))"
+
+
+def task_id_expr(break_id: str, action: str) -> str:
+    """SQL computing `pipelines.records.task_id(break_id, action)` for every row."""
+    return f"('tsk_' || left(sha256({break_id} || chr(31) || {action}), 32))"

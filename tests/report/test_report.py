@@ -1,0 +1,209 @@
+"""The finance reports: sheet layout, exact amount texts, aging buckets, a self-contained HTML page
+with its charts, and byte-identical output for the same inputs."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import polars as pl
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from report_fixtures import CHANNELS, DAY, breaks_frame, history_frame, summary_for
+from report_xlsx_reader import Workbook
+
+from pipelines.records import BreakKind
+from pipelines.report import ReportInputError, write_reports
+from pipelines.report.model import AGING_BUCKETS, amount_text, bucket_expr, bucket_of
+
+
+def _write(tmp: Path, **overrides: object) -> tuple[Path, Path]:
+    breaks = breaks_frame()
+    kwargs: dict[str, object] = {
+        "business_date": DAY,
+        "breaks": breaks,
+        "summary": summary_for(breaks),
+        "history": history_frame(),
+    }
+    kwargs.update(overrides)
+    xlsx, html = write_reports(tmp, **kwargs)  # type: ignore[arg-type]
+    return xlsx, html
+
+
+@pytest.mark.parametrize(
+    ("minor", "currency", "text"),
+    [
+        (1234, "CNY", "12.34"),
+        (500, "JPY", "500"),
+        (1234, "KWD", "1.234"),
+        (5, "USD", "0.05"),
+        (-5, "USD", "-0.05"),
+        (-1234, "KWD", "-1.234"),
+        (0, "JPY", "0"),
+        (None, "CNY", ""),
+        (2**63 - 1, "CNY", "92233720368547758.07"),
+    ],
+)
+def test_amount_text_is_exact_in_the_currency_digits(minor: int | None, currency: str, text: str) -> None:
+    assert amount_text(minor, currency) == text
+
+
+def test_amount_text_of_an_unknown_currency_shows_minor_units_not_a_guess() -> None:
+    assert amount_text(1234, "XYZ") == "1234 (minor units, XYZ)"
+
+
+@given(st.integers(min_value=0, max_value=10_000))
+def test_bucket_expression_agrees_with_bucket_of(age: int) -> None:
+    got = pl.DataFrame({"age_days": [age]}, schema={"age_days": pl.Int64}).select(bucket_expr()).item()
+    assert got == bucket_of(age)
+    label, low, high = AGING_BUCKETS[got]
+    assert low <= age and (high is None or age <= high), label
+
+
+def test_bucket_edges() -> None:
+    assert [bucket_of(a) for a in (0, 1, 2, 3, 4, 7, 8, 30, 31, 400)] == [0, 0, 1, 1, 2, 2, 3, 3, 4, 4]
+
+
+def test_workbook_has_summary_one_sheet_per_kind_and_aging(tmp_path: Path) -> None:
+    xlsx, _ = _write(tmp_path)
+    wb = Workbook(xlsx)
+    assert wb.names == ["Summary", *[k.value for k in BreakKind], "Aging", "Quarantined", "History"]
+    for name in wb.names:
+        header_row = 2 if name == "Summary" else 0
+        assert wb.frozen_rows(name) == header_row + 1, name
+        assert wb.has_autofilter(name), name
+
+
+def test_summary_sheet_amounts_are_exact_text_beside_integer_minor_units(tmp_path: Path) -> None:
+    xlsx, _ = _write(tmp_path)
+    rows = Workbook(xlsx).rows("Summary")
+    assert rows[0][0] == "Reconciliation, business date 2026-11-02"
+    header = rows[2]
+    by_channel = {r[0]: dict(zip(header, r, strict=False)) for r in rows[3 : 3 + len(CHANNELS)]}
+    summary = summary_for(breaks_frame())
+    for channel, currency in CHANNELS.items():
+        row = by_channel[channel]
+        minor = summary["channels"][channel]["amount_at_risk_minor"]
+        assert row["currency"] == currency
+        assert row["amount at risk (minor units)"] == minor
+        assert row["amount at risk"] == amount_text(minor, currency)
+        assert row["internal rows_in"] == 1000 and row["channel rejected"] == 10
+        assert row["breaks"] == len(BreakKind)
+        assert row["counts add up"] == "yes"
+    assert by_channel["stripe"]["quarantined files"] == 1
+    # The per-currency block: JPY has no decimals, KWD three.
+    flat = [r for r in rows if r and r[0] in ("CNY", "JPY", "KWD", "USD")]
+    texts = {r[0]: r[1] for r in flat}
+    assert texts["JPY"] == str(summary["amount_at_risk_minor_by_currency"]["JPY"])
+    assert re.fullmatch(r"\d+\.\d{3}", str(texts["KWD"]))
+    assert re.fullmatch(r"\d+\.\d{2}", str(texts["CNY"]))
+
+
+def test_kind_sheets_hold_that_kinds_breaks_with_exact_amounts(tmp_path: Path) -> None:
+    xlsx, _ = _write(tmp_path)
+    wb = Workbook(xlsx)
+    rows = wb.rows("AMOUNT_MISMATCH")
+    header = rows[0]
+    records = [dict(zip(header, r, strict=False)) for r in rows[1:]]
+    assert sorted(r["channel"] for r in records) == sorted(CHANNELS)
+    by_channel = {r["channel"]: r for r in records}
+    # CNY 10000 -> 11234: 100.00 ours, 112.34 theirs, delta 12.34.
+    assert (by_channel["alipay"]["internal_amount"], by_channel["alipay"]["channel_amount"]) == ("100.00", "112.34")
+    assert by_channel["alipay"]["delta"] == "12.34" and by_channel["alipay"]["delta_minor"] == 1234
+    assert by_channel["jpbank"]["delta"] == "500" and by_channel["jpbank"]["delta_minor"] == 500
+    assert by_channel["kwbank"]["delta"] == "1.234" and by_channel["kwbank"]["delta_minor"] == 1234
+    assert by_channel["stripe"]["delta"] == "-10.00"
+    # A missing side stays empty, never 0.
+    missing = {r[1]: r for r in wb.rows("MISSING_INTERNAL")[1:]}
+    assert missing["alipay"][header.index("internal_amount")] is None
+    assert missing["alipay"][header.index("at_risk")] == "112.34"
+
+
+def test_aging_sheet_counts_and_amounts_per_bucket(tmp_path: Path) -> None:
+    xlsx, _ = _write(tmp_path)
+    rows = Workbook(xlsx).rows("Aging")
+    header = rows[0]
+    records = {(r[0], r[1]): dict(zip(header, r, strict=False)) for r in rows[1:]}
+    assert set(records) == {(c, cur) for c, cur in CHANNELS.items()}
+    # Ages 0,1 | 2,3 | 4,7,5 | 8,30 | 31,40 (see the fixture), the same on every channel.
+    jp = records[("jpbank", "JPY")]
+    assert [jp[f"{b[0]} days: count"] for b in AGING_BUCKETS] == [2, 2, 3, 2, 2]
+    breaks = breaks_frame().filter(pl.col("channel") == "jpbank")
+    expected_over_30 = 0
+    for d, c, i, age in breaks.select(
+        "delta_minor", "channel_amount_minor", "internal_amount_minor", "age_days"
+    ).iter_rows():
+        if age > 30:
+            expected_over_30 += abs(d if d is not None else c if c is not None else i)
+    assert jp["over 30 days: minor units"] == expected_over_30
+    assert jp["over 30 days: amount"] == str(expected_over_30)
+    kw = records[("kwbank", "KWD")]
+    assert re.fullmatch(r"\d+\.\d{3}", str(kw["0-1 days: amount"]))
+
+
+def test_html_is_self_contained_with_the_charts(tmp_path: Path) -> None:
+    _, html = _write(tmp_path)
+    text = html.read_text(encoding="utf-8")
+    for chart in ("chart-breaks", "chart-at-risk", "chart-aging", "chart-history"):
+        assert f'id="{chart}"' in text, chart
+    assert text.count("<svg") == 4
+    # No script, no fetched resource: it opens from disk with no server and no network.
+    assert "<script" not in text.lower()
+    assert not re.search(r"""(src|href)=["']https?:""", text)
+    assert "@import" not in text
+    # Amounts appear as text in the currency's digits.
+    assert ">12.34<" in text and ">1.234<" in text and ">500<" in text
+    assert "control_total_mismatch" in text and "stripe_2026-11-02.csv" in text
+    assert "All 44 breaks." in text
+
+
+def test_html_and_xlsx_are_byte_identical_across_two_calls(tmp_path: Path) -> None:
+    a_xlsx, a_html = _write(tmp_path / "a")
+    b_xlsx, b_html = _write(tmp_path / "b")
+    assert a_html.read_bytes() == b_html.read_bytes()
+    assert a_xlsx.read_bytes() == b_xlsx.read_bytes()
+    # And a rerun into the same folder replaces, leaving no temporary files behind.
+    _write(tmp_path / "a")
+    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == ["report.html", "report.xlsx"]
+    assert a_html.read_bytes() == b_html.read_bytes()
+
+
+def test_input_order_does_not_change_the_bytes(tmp_path: Path) -> None:
+    breaks = breaks_frame()
+    summary = summary_for(breaks)
+    shuffled = breaks.sample(fraction=1.0, shuffle=True, seed=3)
+    reordered = {**summary, "channels": dict(reversed(list(summary["channels"].items())))}
+    a = write_reports(tmp_path / "a", business_date=DAY, breaks=breaks, summary=summary)
+    b = write_reports(tmp_path / "b", business_date=DAY, breaks=shuffled, summary=reordered)
+    assert [p.read_bytes() for p in a] == [p.read_bytes() for p in b]
+
+
+def test_the_breaks_table_is_cut_with_a_note(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import pipelines.report.html as html_mod
+
+    monkeypatch.setattr(html_mod, "TABLE_ROWS_MAX", 10)
+    _, html = _write(tmp_path)
+    text = html.read_text(encoding="utf-8")
+    assert "Showing the first 10 of 44 breaks" in text
+
+
+def test_an_empty_day_still_renders(tmp_path: Path) -> None:
+    empty = breaks_frame().head(0)
+    summary = summary_for(empty)
+    xlsx, html = write_reports(tmp_path, business_date=DAY, breaks=empty, summary=summary)
+    assert "No breaks." in html.read_text(encoding="utf-8")
+    assert Workbook(xlsx).rows("AMBIGUOUS")[0][0] == "break_id"
+
+
+def test_float_amounts_are_refused_with_the_column_named(tmp_path: Path) -> None:
+    breaks = breaks_frame().with_columns(pl.col("delta_minor").cast(pl.Float64))
+    with pytest.raises(ReportInputError, match="delta_minor"):
+        write_reports(tmp_path, business_date=DAY, breaks=breaks, summary=summary_for(breaks_frame()))
+    assert not (tmp_path / "report.xlsx").exists()
+
+
+def test_a_summary_of_another_day_is_refused(tmp_path: Path) -> None:
+    summary = {**summary_for(breaks_frame()), "business_date": "2026-11-03"}
+    with pytest.raises(ReportInputError, match="2026-11-03"):
+        write_reports(tmp_path, business_date=DAY, breaks=breaks_frame(), summary=summary)

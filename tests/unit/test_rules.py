@@ -1,0 +1,69 @@
+"""Rule files: typed, closed vocabulary, errors that name the file, line and key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pipelines.matching.rules import RULES_DIR, RuleError, load_rule_file, load_rules, parse_rule
+from pipelines.records import BizType, PaymentStatus
+
+ALIPAY = (RULES_DIR / "alipay.yaml").read_text(encoding="utf-8")
+
+
+def test_every_committed_rule_file_loads() -> None:
+    rules = load_rules()
+    assert {"alipay", "wechatpay", "stripe", "jpbank"} <= set(rules)
+    for channel, rule in rules.items():
+        assert rule.channel == channel and rule.version >= 1
+        assert PaymentStatus.SUCCEEDED in rule.status_map.values()
+    assert rules["jpbank"].callback_window_s is None  # a bank sends no callbacks
+
+
+def _line_of(text: str, key: str) -> int:
+    return next(i for i, line in enumerate(text.splitlines(), 1) if line.lstrip().startswith(key))
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "key", "reason_part"),
+    [
+        ("strategy:", "stratgy:", "stratgy", "unknown key"),
+        ("strategy: one_to_many", "strategy: best_guess", "strategy", "one_to_one"),
+        ("currency: CNY", "currency: CNX", "currency", "ISO 4217"),
+        ("amount_tolerance_minor: 0", "amount_tolerance_minor: -1", "amount_tolerance_minor", "greater than"),
+        ("amount_tolerance_minor: 0", "amount_tolerance_minor: 0.5", "amount_tolerance_minor", "integer"),
+        ("TRADE_CLOSED: CLOSED", "TRADE_CLOSED: GONE", "status_map.TRADE_CLOSED", "CREATED"),
+    ],
+)
+def test_invalid_rule_names_path_line_and_key(old: str, new: str, key: str, reason_part: str) -> None:
+    text = ALIPAY.replace(old, new)
+    assert text != ALIPAY
+    with pytest.raises(RuleError) as err:
+        parse_rule(text, "rules/alipay.yaml")
+    e = err.value
+    assert e.path == "rules/alipay.yaml" and e.key == key
+    assert e.line == _line_of(text, new.split(":")[0].strip())
+    assert reason_part in e.reason
+    assert str(e).startswith(f"rules/alipay.yaml:{e.line}: {key}:")
+
+
+def test_file_must_be_named_after_its_channel(tmp_path: Path) -> None:
+    path = tmp_path / "other.yaml"
+    path.write_text(ALIPAY, encoding="utf-8")
+    with pytest.raises(RuleError, match="named after its channel"):
+        load_rule_file(path)
+
+
+def test_yaml_syntax_error_has_a_line() -> None:
+    with pytest.raises(RuleError) as err:
+        parse_rule("rule_id: x\nversion: [1\n", "bad.yaml")
+    assert err.value.line >= 2
+
+
+def test_expected_fee_follows_the_contract() -> None:
+    rules = load_rules()
+    assert rules["stripe"].fees.expected_fee(BizType.PAY, 10000) == 290 + 30
+    assert rules["alipay"].fees.expected_fee(BizType.WITHDRAW, 1) == 10  # minimum
+    assert rules["alipay"].fees.expected_fee(BizType.WITHDRAW, 10**9) == 2500  # maximum
+    assert rules["alipay"].fees.expected_fee(BizType.REFUND, 10000) == 0  # not contracted

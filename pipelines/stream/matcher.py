@@ -78,6 +78,7 @@ _STATUS_RANK = {
     PaymentStatus.FAILED: 2,
     PaymentStatus.CLOSED: 2,
 }
+NO_CALLBACK_EXPECTED = frozenset({PaymentStatus.FAILED, PaymentStatus.CLOSED})
 WATERMARK_KEY_PREFIX = "\x00wm:"
 # The persisted copy of a watermark may lag the live one by this much event time (ms); a restarted
 # worker only closes windows a little later, which changes no final decision.
@@ -152,6 +153,17 @@ def deadline_ms(state: dict[str, Any], rule: Rule) -> int | None:
     return int(state["sent_ms"]) + rule.callback_window_s * 1000
 
 
+def status_at(state: dict[str, Any], at_ms: int) -> PaymentStatus | None:
+    """Our status at event time `at_ms`: the latest of our events at or before it."""
+    best: tuple[int, int] | None = None
+    status: PaymentStatus | None = None
+    for ms, st in state.get("hist", []):
+        s = PaymentStatus(st)
+        if ms <= at_ms and (best is None or (ms, _STATUS_RANK[s]) >= best):
+            best, status = (ms, _STATUS_RANK[s]), s
+    return status
+
+
 def decide(state: dict[str, Any], rules: Mapping[str, Rule], watermark_ms: int) -> list[_Decision]:
     """Every break the facts in `state` support now (pure: same facts and watermark, same answer)."""
     last = state.get("last")
@@ -222,10 +234,11 @@ def decide(state: dict[str, Any], rules: Mapping[str, Rule], watermark_ms: int) 
             )
 
     deadline = deadline_ms(state, rule)
-    if deadline is not None and last is not None:
+    if deadline is not None and last is not None and watermark_ms > deadline:
         on_time = [c for c in cbs if c["ms"] <= deadline]
         late = [c for c in cbs if c["ms"] > deadline]
-        if not on_time and (watermark_ms > deadline or late):
+        # An order we had already failed or closed when the window ended expects no callback.
+        if not on_time and status_at(state, deadline) not in NO_CALLBACK_EXPECTED:
             ours = signed_internal_amount(BizType(last["biz"]), last["amt"])
             add(
                 BreakKind.MISSING_CALLBACK,
@@ -454,30 +467,33 @@ class Matcher:
             self.store[pid] = state
             outputs.extend(all_emitted(state, self.rules, self.watermark(partition)))
             return outputs
+        # The watermark moves first: a record is itself evidence of how far its stream has got
+        # (a callback received after a window's end shows that window closed on its stream).
+        self._advance(partition, stream, at)
         outputs.extend(emit(state, decide(state, self.rules, self.watermark(partition))))
         self.store[pid] = state
         if state.get("sent_ms") is not None:
             self._index(self._heaps[partition], state)
-        outputs.extend(self._advance(partition, stream, at))
+        outputs.extend(self._expire(partition))
         return outputs
 
     def tick(self, stream: Literal["e", "c"], at: datetime, partition: int) -> list[Output]:
         """A watermark tick on one input stream ("e" payment events, "c" callbacks) of `partition`."""
         outputs = self._open_partition(partition) if partition not in self._wm else []
         self.stats["ticks"] += 1
-        outputs.extend(self._advance(partition, stream, to_ms(at), force_persist=True))
+        self._advance(partition, stream, to_ms(at), force_persist=True)
+        outputs.extend(self._expire(partition))
         return outputs
 
-    def _advance(self, partition: int, stream: str, at_ms: int, force_persist: bool = False) -> list[Output]:
+    def _advance(self, partition: int, stream: str, at_ms: int, force_persist: bool = False) -> None:
         wm = self._wm[partition]
         if at_ms <= wm[stream] and not force_persist:
-            return []
+            return
         wm[stream] = max(wm[stream], at_ms)
         persisted = self._persisted_wm[partition]
         if force_persist or wm[stream] - persisted[stream] >= WATERMARK_PERSIST_STEP_MS:
             self.store[f"{WATERMARK_KEY_PREFIX}{partition}"] = dict(wm)
             self._persisted_wm[partition] = dict(wm)
-        return list(self._expire(partition))
 
     def _expire(self, partition: int) -> Iterator[Output]:
         heap = self._heaps[partition]
@@ -500,6 +516,7 @@ def _copy(state: dict[str, Any]) -> dict[str, Any]:
         **state,
         "ev": list(state.get("ev", [])),
         "cb": list(state.get("cb", [])),
+        "hist": list(state.get("hist", [])),
         "out": dict(state.get("out", {})),
         "tasks": dict(state.get("tasks", {})),
     }
@@ -509,6 +526,7 @@ def _add_event(state: dict[str, Any], ev: PaymentEvent) -> bool:
     if ev.event_id in state["ev"]:
         return False
     state["ev"].append(ev.event_id)
+    state.setdefault("hist", []).append([to_ms(ev.occurred_at), ev.status.value])
     at = to_ms(ev.occurred_at)
     state["first_ms"] = min(at, state.get("first_ms") or at)
     if ev.status in SENT_STATUSES:

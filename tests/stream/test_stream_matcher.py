@@ -62,8 +62,16 @@ def test_lost_callback_is_a_missing_callback_when_the_window_closes_in_event_tim
 def test_window_exactly_at_deadline_is_still_open():
     m, out = run([event("P1", PaymentStatus.PROCESSING, 0)], ticks_at=300)
     assert out == []
-    assert m.tick("c", at(300.001), 0) == [] or True  # callbacks stream alone is not enough
+    assert m.tick("c", at(300.001), 0) == []  # one stream past the deadline is not enough
     out = m.tick("e", at(300.001), 0)
+    assert open_kinds(out) == {("MISSING_CALLBACK", None)}
+
+
+def test_an_order_we_closed_inside_the_window_expects_no_callback():
+    _, out = run([event("P1", PaymentStatus.PROCESSING, 0), event("P1", PaymentStatus.CLOSED, 30)])
+    assert out == []
+    # ...but one we closed only after the window ended did expect one (and it never came).
+    _, out = run([event("P2", PaymentStatus.PROCESSING, 0), event("P2", PaymentStatus.CLOSED, 360)])
     assert open_kinds(out) == {("MISSING_CALLBACK", None)}
 
 

@@ -183,7 +183,8 @@ def split_fields(lines: pl.Series, n_fields: int, first_line_no: int, path: Path
         raise refuse(
             path,
             first_line_no + i,
-            "bad_record" if counts[i] > 1 else "truncated",
+            # Fewer fields: the line ends early (cut off); more: it does not follow the layout.
+            "truncated" if counts[i] < n_fields else "bad_record",
             f"{counts[i]} fields where the layout has {n_fields}",
         )
     return pl.DataFrame({f"f{i}": parts.list.get(i) for i in range(n_fields)})

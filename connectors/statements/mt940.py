@@ -46,6 +46,7 @@ LINE_RE = re.compile(
 )
 SUMMARY_RE = re.compile(r"^(?P<count>\d+)(?P<cur>[A-Z]{3})(?P<amount>\d[\d,]*)$")
 EREF_RE = re.compile(r"EREF\+(.*?)(?=(?:KREF|MREF|CRED|DEBT|SVWZ|ABWA|ABWE|IBAN|BIC|PURP)\+|$)")
+KEYWORD_RE = re.compile(r"^(?:EREF|KREF|MREF|CRED|DEBT|SVWZ|ABWA|ABWE|IBAN|BIC|PURP)\+")
 _CONTROL = re.compile(r"[\x00\x02\x04-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
@@ -223,12 +224,23 @@ def check(path: Path, statements: list[Statement], *, interim: bool) -> None:
 
 def _payment_id(entry: Entry) -> str | None:
     info = entry.info.replace("\n", "")
-    # SEPA structured :86: spreads the purpose over ?20..?29; joined, EREF+ is the end-to-end id.
-    purpose = "".join(re.findall(r"\?2\d([^?]*)", info)) if "?2" in info else info
-    if m := EREF_RE.search(purpose):
-        ref = m.group(1).strip()
-        if ref and ref != "NOTPROVIDED":
-            return ref
+    ref: str | None = None
+    if "?2" in info:
+        # SEPA structured :86: spreads the purpose over ?20..?29, 27 characters each; an EREF+
+        # value continues into the next subfield only when its own is full.
+        subfields = re.findall(r"\?2\d([^?]*)", info)
+        for i, sub in enumerate(subfields):
+            if sub.startswith("EREF+"):
+                ref = sub[5:]
+                j = i
+                while len(subfields[j]) >= 27 and j + 1 < len(subfields) and not KEYWORD_RE.match(subfields[j + 1]):
+                    j += 1
+                    ref += subfields[j]
+                break
+    elif m := EREF_RE.search(info):
+        ref = m.group(1)
+    if ref is not None and ref.strip() and ref.strip() != "NOTPROVIDED":
+        return ref.strip()
     return entry.customer_ref if entry.customer_ref and entry.customer_ref != "NONREF" else None
 
 

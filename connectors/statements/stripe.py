@@ -176,7 +176,11 @@ def parse(path: Path, *, channel: str, business_date: date | None = None) -> Par
 
 def write(lines: Sequence[StatementLine], directory: Path, *, rule: Rule, business_date: date) -> list[Path]:
     """Write `lines` as one itemized balance report `<channel>_<date>_balance.csv` (UTF-8, quoted
-    where needed, LF). Amounts in Stripe's units of the currency; times in UTC."""
+    where needed, LF). Amounts in Stripe's units of the currency; times in UTC. A day without
+    lines writes no file: the report has no trailer, so a header-only file cannot be told from a
+    cut-off one and is refused on read (`header_only`)."""
+    if not lines:
+        return []
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"{rule.channel}_{business_date.isoformat()}_balance.csv"
     buf = io.StringIO()

@@ -1,0 +1,68 @@
+"""`payrecon parse` as a user runs it: summary, output file, and a refused file's message and exit code."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+import typer
+from typer.testing import CliRunner
+
+from connectors.statements import LINE_SCHEMA
+from connectors.statements.cli import register
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def _app() -> typer.Typer:
+    app = typer.Typer()
+    register(app)
+
+    @app.command()
+    def other() -> None:  # a second command, so typer keeps `parse` as a named subcommand
+        pass
+
+    return app
+
+
+def test_parse_detects_summarises_and_writes(tmp_path: Path) -> None:
+    out = tmp_path / "lines.parquet"
+    result = CliRunner().invoke(_app(), ["parse", str(FIXTURES / "bai2/moj_svb_us_example.bai2"), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "bai2" in result.output and "13959.96" in result.output  # 4901.96 + 9058.00 USD
+    assert "control totals: ok" in result.output
+    frame = pl.read_parquet(out)
+    assert dict(frame.schema) == LINE_SCHEMA
+    assert frame["gross_minor"].to_list() == [490196, 905800]
+
+
+def test_parse_writes_csv_with_a_given_format_and_channel(tmp_path: Path) -> None:
+    out = tmp_path / "lines.csv"
+    args = [
+        "parse",
+        str(FIXTURES / "ofx/ofxparse_bank_medium.ofx"),
+        "--format",
+        "ofx",
+        "--channel",
+        "rbc",
+        "--out",
+        str(out),
+    ]
+    result = CliRunner().invoke(_app(), args)
+    assert result.exit_code == 0, result.output
+    frame = pl.read_csv(out, schema_overrides={"gross_minor": pl.Int64})
+    assert frame["channel"].unique().to_list() == ["rbc"]
+    assert frame["gross_minor"].sum() == -34527
+
+
+def test_a_refused_file_names_file_line_and_reason() -> None:
+    path = FIXTURES / "mt940/wolph_jejik_abnamro.sta"
+    result = CliRunner().invoke(_app(), ["parse", str(path)])
+    assert result.exit_code == 1
+    assert "wolph_jejik_abnamro.sta:27: balance_mismatch" in result.output.replace("\n", "")
+
+
+def test_an_unknown_format_name_is_a_usage_error() -> None:
+    result = CliRunner().invoke(_app(), ["parse", str(FIXTURES / "ofx/ofxparse_bank_medium.ofx"), "--format", "qif"])
+    assert result.exit_code == 2
+    assert "unknown statement format" in result.output

@@ -43,7 +43,7 @@ kafka-down: $(STAMP)
 
 ## Regenerate the committed sample day (data/samples/).
 sample: $(STAMP)
-	$(BIN)/payrecon simulate --date 2026-11-02 --days 2 --payments 1000 --seed 7 --out data/samples
+	rm -rf data/samples && $(BIN)/payrecon simulate --date 2026-11-02 --days 2 --payments 2000 --seed 7 --out data/samples
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache out

@@ -96,16 +96,22 @@ def _print_day_summary(day_dirs: list[Path]) -> None:
 
 @app.command()
 def demo(
-    out: Annotated[Path, typer.Option("--out", help="Where the demo writes its days and outputs.")] = Path("out/demo"),
-    payments: Annotated[int, typer.Option("--payments", min=1)] = 2000,
-    seed: Annotated[int, typer.Option("--seed")] = 7,
-    business_date: Annotated[str, typer.Option("--date")] = "2026-11-02",
+    out: Annotated[Path, typer.Option("--out", help="Where the demo writes its outputs.")] = Path("out/demo"),
+    generate: Annotated[
+        bool, typer.Option("--generate", help="Simulate fresh days instead of using the committed data/samples.")
+    ] = False,
+    payments: Annotated[int, typer.Option("--payments", min=1, help="With --generate: payments per day.")] = 2000,
+    seed: Annotated[int, typer.Option("--seed", help="With --generate: the seed.")] = 7,
+    business_date: Annotated[str, typer.Option("--date", help="With --generate: the first day.")] = "2026-11-02",
     stream: Annotated[bool, typer.Option("--stream/--no-stream", help="Also run the Kafka stream matcher.")] = True,
 ) -> None:
-    """The main job on the embedded default: a generated business day (and the next), end to end, with reports."""
+    """The main job on the embedded default: the sample business day and the next, end to end, with reports."""
     from pipelines.demo import run_demo
 
-    run_demo(out=out, payments=payments, seed=seed, start=_parse_date(business_date), with_stream=stream)
+    run_demo(
+        out=out, generate=generate, payments=payments, seed=seed, start=_parse_date(business_date),
+        with_stream=stream,
+    )  # fmt: skip
 
 
 def _register_all() -> None:

@@ -1,12 +1,14 @@
-"""`payrecon demo`: one generated business day and the next, end to end, with their reports.
+"""`payrecon demo`: the committed sample business day and the next, end to end, with their reports.
 
-Steps: simulate two consecutive days (so cross-day items are carried forward on day one and matched
-on day two), then reconcile each day, run the stream matcher on day one against the local Kafka,
-compare every engine with the simulator's truth, and print where the reports are.
+Steps: take the embedded default input (`data/samples/`, two consecutive simulated days, so that
+cross-day items are carried forward on day one and matched on day two) or simulate fresh days;
+reconcile each day with the T+1 job; run the stream matcher on day one through the local Kafka;
+compare every engine's breaks with the simulator's truth; print where the reports are.
 """
 
 from __future__ import annotations
 
+import json
 import shutil
 from datetime import date, timedelta
 from pathlib import Path
@@ -15,12 +17,20 @@ import polars as pl
 from rich.console import Console
 from rich.table import Table
 
-console = Console()
+# Wide enough for the tables even when the output is not a terminal (CI logs, pipes).
+console = Console(width=120)
+
+SAMPLES_DIR = Path(__file__).resolve().parents[1] / "data" / "samples"
+# The committed sample is `make sample`: these arguments.
+SAMPLE_START = date(2026, 11, 2)
+SAMPLE_DAYS = 2
+SAMPLE_PAYMENTS = 2000
+SAMPLE_SEED = 7
 
 
-def _truth_keys(path: Path) -> set[tuple[str, str, str, str]]:
+def _truth_keys(path: Path) -> set[tuple[str, ...]]:
     frame = pl.read_csv(path, infer_schema=False).fill_null("")
-    return {tuple(row) for row in frame.select("kind", "channel", "payment_id", "channel_txn_id").iter_rows()}
+    return set(frame.select("kind", "channel", "payment_id", "channel_txn_id").iter_rows())
 
 
 def compare_with_truth(found: Path, truth: Path) -> tuple[int, int, int]:
@@ -29,48 +39,77 @@ def compare_with_truth(found: Path, truth: Path) -> tuple[int, int, int]:
     return len(want), len(want - got), len(got - want)
 
 
-def run_demo(*, out: Path, payments: int, seed: int, start: date, with_stream: bool) -> None:
-    from pipelines.simulate.generator import simulate
+def run_demo(*, out: Path, generate: bool, payments: int, seed: int, start: date, with_stream: bool) -> None:
+    from pipelines.batch.day import run_day
 
-    input_root = out / "input"
+    out = out.resolve()
     results_root = out / "results"
-    # The demo is a fresh run every time: the warehouse keeps history across days, so a stale one
-    # from an earlier demo would make day one look like a re-run.
-    for folder in (input_root, results_root):
-        if folder.exists():
-            shutil.rmtree(folder)
-    days = [start, start + timedelta(days=1)]
+    # Every demo is a fresh run: the warehouse keeps history across days, so a stale one from an
+    # earlier demo would make day one look like a re-run.
+    if results_root.exists():
+        shutil.rmtree(results_root)
     console.rule("[bold]payrecon demo")
-    console.print(f"1. simulating {len(days)} business days of {payments} payments (seed {seed}) into {input_root}")
-    simulate(start=start, days=len(days), payments=payments, seed=seed, out_root=input_root)
+    if generate or not (SAMPLES_DIR / "manifest.json").is_file():
+        from pipelines.simulate.generator import simulate
 
-    table = Table(title="reconciliation against the simulator's truth")
-    for col in ("engine", "date", "expected breaks", "missed", "false", "report"):
-        table.add_column(col)
+        input_root = out / "input"
+        if input_root.exists():
+            shutil.rmtree(input_root)
+        console.print(f"1. simulating 2 business days of {payments} payments (seed {seed}) into {input_root}")
+        simulate(start=start, days=2, payments=payments, seed=seed, out_root=input_root)
+        days = [start, start + timedelta(days=1)]
+    else:
+        input_root = SAMPLES_DIR
+        manifest = json.loads((SAMPLES_DIR / "manifest.json").read_text(encoding="utf-8"))
+        first = date.fromisoformat(manifest["start"])
+        days = [first + timedelta(days=k) for k in range(manifest["days"])]
+        console.print(
+            f"1. the embedded sample: {manifest['days']} business days of {manifest['payments']} payments "
+            f"({', '.join(manifest['channels'])}; formats {', '.join(sorted(set(manifest['formats'].values())))}) "
+            f"in {input_root}"
+        )
 
-    try:
-        from pipelines.batch.job import run_day
-    except ModuleNotFoundError:
-        run_day = None
-    if run_day is not None:
-        for day in days:
-            console.print(f"2. T+1 reconciliation of {day} (DuckDB + Polars)")
-            run_day(business_date=day, input_root=input_root, out_root=results_root)
-            day_out = results_root / day.isoformat()
-            expected, missed, false = compare_with_truth(day_out / "breaks.csv", input_root / day.isoformat() / "truth" / "breaks.csv")
-            table.add_row("T+1", day.isoformat(), str(expected), str(missed), str(false), str(day_out / "report.html"))
+    truth_table = Table(title="breaks found against the simulator's truth")
+    for col in ("engine", "date", "expected", "found", "missed", "false"):
+        truth_table.add_column(col, justify="right")
+    money_table = Table(title="T+1 reconciliation by channel")
+    for col in ("date", "channel", "ours in", "channel in", "matched", "pending", "breaks", "quarantined"):
+        money_table.add_column(col, justify="right")
+
+    reports: list[Path] = []
+    for day in days:
+        console.print(f"2. T+1 reconciliation of {day}: parse, validate (Great Expectations), match (DuckDB), report")
+        result = run_day(day, input_root, results_root)
+        day_out = results_root / day.isoformat()
+        expected, missed, false = compare_with_truth(
+            day_out / "breaks.csv", input_root / day.isoformat() / "truth" / "breaks.csv"
+        )
+        truth_table.add_row(
+            "T+1", day.isoformat(), str(expected), str(expected - missed + false), str(missed), str(false)
+        )
+        for channel, c in result.summary["channels"].items():
+            money_table.add_row(
+                day.isoformat(), channel, str(c["internal"]["rows_in"]), str(c["channel"]["rows_in"]),
+                str(c["internal"]["matched"]), str(c["internal"]["pending"] + c["channel"]["pending"]),
+                str(sum(c["breaks_by_kind"].values())), str(len(c["quarantined"])),
+            )  # fmt: skip
+        reports += [day_out / "report.html", day_out / "report.xlsx"]
 
     if with_stream:
-        try:
-            from pipelines.stream.demo import run_stream_day
-        except ModuleNotFoundError:
-            run_stream_day = None
-        if run_stream_day is not None:
-            console.print(f"3. stream matcher on {days[0]} through the local Kafka")
-            csv_path = run_stream_day(input_root, days[0], results_root)
-            truth = input_root / days[0].isoformat() / "truth" / "stream_breaks.csv"
-            expected, missed, false = compare_with_truth(csv_path, truth)
-            table.add_row("stream", days[0].isoformat(), str(expected), str(missed), str(false), str(csv_path))
+        from pipelines.stream.demo import run_stream_day
 
-    console.print(table)
-    console.print(f"inputs: {input_root}\nresults: {results_root}")
+        console.print(f"3. stream matcher (Faust) on {days[0]} through the local Kafka broker")
+        csv_path = run_stream_day(input_root, days[0], results_root)
+        truth = input_root / days[0].isoformat() / "truth" / "stream_breaks.csv"
+        expected, missed, false = compare_with_truth(csv_path, truth)
+        truth_table.add_row(
+            "stream", days[0].isoformat(), str(expected), str(expected - missed + false), str(missed), str(false)
+        )
+        reports.append(csv_path)
+
+    console.print(money_table)
+    console.print(truth_table)
+    console.print("[bold]reports:[/bold]")
+    for path in reports:
+        console.print(f"  {path}")
+    console.print(f"results: {results_root}")

@@ -1,0 +1,231 @@
+"""The T+1 day job end to end on simulated days: truth, carry-forward, reruns, quarantine, outbox."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from datetime import timedelta
+from pathlib import Path
+
+import duckdb
+import polars as pl
+import pytest
+from conftest import START, simulated, truth_keys
+from typer.testing import CliRunner
+
+from connectors.warehouse import Warehouse
+from pipelines.batch.day import DayResult, run_day
+from pipelines.records import BREAKS_CSV_COLUMNS, DEFAULT_ACTION, BreakKind, task_id
+
+DAY2 = START + timedelta(days=1)
+OUTPUTS = ("breaks.csv", "breaks.parquet", "summary.json")
+
+
+def recon(root: Path, out: Path, day=START, **kw: object) -> DayResult:
+    # The DuckDB engine of the gate and no Data Docs keep these tests fast; test_quality_gate_with_gx runs GX.
+    return run_day(day, root, out, quality_engine="duckdb", data_docs=False, **kw)  # type: ignore[arg-type]
+
+
+def snapshot(out: Path) -> dict[str, bytes]:
+    return {
+        f"{d}/{name}": (out / d / name).read_bytes() for d in (START.isoformat(), DAY2.isoformat()) for name in OUTPUTS
+    }
+
+
+def table_counts(path: Path) -> dict[str, int]:
+    con = duckdb.connect(str(path), read_only=True)
+    try:
+        tables = ["file_log", "pending", "breaks", "break_history", "outbox", "run_log", "quarantine_log"]
+        return {t: con.execute(f"SELECT count(*) FROM {t}").fetchall()[0][0] for t in tables}
+    finally:
+        con.close()
+
+
+@pytest.fixture(scope="module")
+def two_days(small_days: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[DayResult]]:
+    out = tmp_path_factory.mktemp("recon2k")
+    return out, [recon(small_days, out, START), recon(small_days, out, DAY2)]
+
+
+def test_breaks_equal_truth_on_both_days(small_days: Path, two_days: tuple[Path, list[DayResult]]) -> None:
+    out, _ = two_days
+    for day in (START, DAY2):
+        got = truth_keys(out / day.isoformat() / "breaks.csv")
+        want = truth_keys(small_days / day.isoformat() / "truth" / "breaks.csv")
+        assert got == want, (
+            f"{day}: missed {sorted(set(want) - set(got))[:5]}, false {sorted(set(got) - set(want))[:5]}"
+        )
+        assert len(want) > 40  # the profile put faults of every kind in the day
+
+
+def test_cross_day_items_are_pending_then_matched(small_days: Path, two_days: tuple[Path, list[DayResult]]) -> None:
+    out, (day1, day2) = two_days
+    faults = pl.read_csv(small_days / START.isoformat() / "truth" / "faults.csv", infer_schema=False)
+    cross = set(faults.filter(pl.col("fault") == "cross_day")["payment_id"].to_list())
+    assert cross, "the simulated day has cross-day payments"
+    with Warehouse(out / "warehouse.duckdb") as wh:
+        pending_day1 = {row[0] for row in wh.execute("SELECT payment_id FROM pending WHERE as_of_date = ?", [START])}
+    assert len(pending_day1) == day1.summary["carry_forward"]["pending_out"]
+    assert cross <= pending_day1
+    breaks2 = pl.read_csv(out / DAY2.isoformat() / "breaks.csv", infer_schema=False)
+    assert not cross & set(breaks2["payment_id"].drop_nulls().to_list())
+    carry = day2.summary["carry_forward"]
+    assert carry["pending_in"] == day1.summary["carry_forward"]["pending_out"]
+    assert carry["matched_from_previous"] == carry["pending_in"] and carry["expired_to_breaks"] == 0
+
+
+def test_summary_counts_add_up_and_match_breaks(two_days: tuple[Path, list[DayResult]]) -> None:
+    out, results = two_days
+    for result in results:
+        s = result.summary
+        assert s["breaks_by_kind"] and sum(s["breaks_by_kind"].values()) == sum(
+            sum(c["breaks_by_kind"].values()) for c in s["channels"].values()
+        )
+        for channel, entry in s["channels"].items():
+            for side in ("internal", "channel"):
+                c = entry[side]
+                assert c["rows_in"] == c["matched"] + c["pending"] + c["breaks"] + c["rejected"], (channel, side)
+                assert c["rows_in"] > 0
+        breaks = pl.read_csv(result.outputs["breaks.csv"], infer_schema=False)
+        assert tuple(breaks.columns) == BREAKS_CSV_COLUMNS
+        assert breaks.height == sum(s["breaks_by_kind"].values())
+        assert breaks["break_id"].is_unique().all()
+    # Day one's breaks were not seen again on day two: closed there.
+    assert results[1].summary["breaks_closed"] == sum(results[0].summary["breaks_by_kind"].values())
+
+
+def test_rerun_is_byte_identical_and_adds_no_rows(small_days: Path, two_days: tuple[Path, list[DayResult]]) -> None:
+    out, _ = two_days
+    before, counts = snapshot(out), table_counts(out / "warehouse.duckdb")
+    recon(small_days, out, START)  # a backfill of day one after day two ran
+    recon(small_days, out, DAY2)
+    recon(small_days, out, DAY2)
+    assert snapshot(out) == before
+    assert table_counts(out / "warehouse.duckdb") == counts
+
+
+def test_a_fresh_warehouse_gives_the_same_bytes(
+    small_days: Path, two_days: tuple[Path, list[DayResult]], tmp_path: Path
+) -> None:
+    out, _ = two_days
+    recon(small_days, tmp_path, START)
+    recon(small_days, tmp_path, DAY2)
+    assert snapshot(tmp_path) == snapshot(out)
+
+
+def test_outbox_has_one_task_per_break_and_action(two_days: tuple[Path, list[DayResult]]) -> None:
+    out, _ = two_days
+    con = duckdb.connect(str(out / "warehouse.duckdb"), read_only=True)
+    try:
+        tasks = con.sql("SELECT * FROM outbox").pl()
+        history = con.sql("SELECT * FROM break_history").pl()
+    finally:
+        con.close()
+    acting = history.filter(pl.col("action") != "NONE")
+    assert tasks.height == acting.height and tasks["task_id"].is_unique().all()
+    joined = tasks.join(acting, on="break_id", suffix="_b")
+    assert joined.height == tasks.height
+    for row in joined.iter_rows(named=True):
+        assert row["task_id"] == task_id(row["break_id"], row["action"])
+        assert row["action"] == row["action_b"]
+        assert row["amount_minor"] >= 0
+        kind = BreakKind(row["kind"])
+        if row["requires_approval"]:
+            assert row["action"] == "MANUAL_REVIEW"
+        elif kind != BreakKind.STATUS_MISMATCH:
+            assert row["action"] == DEFAULT_ACTION[kind].value
+        else:
+            assert row["action"] in ("CONFIRM_SUCCESS", "CONFIRM_FAILURE")
+    assert tasks["requires_approval"].any()  # thresholds are low enough that some tasks need approval
+
+
+def corrupt_copy(small_days: Path, root: Path) -> Path:
+    shutil.copytree(small_days, root)
+    return root
+
+
+def test_a_corrupted_file_is_quarantined_and_the_others_reconcile(small_days: Path, tmp_path: Path) -> None:
+    root = corrupt_copy(small_days, tmp_path / "in")
+    target = next((root / START.isoformat() / "channels" / "stripe").iterdir())
+    data = target.read_bytes()
+    target.write_bytes(data[: len(data) // 2])  # truncated mid-file
+    result = recon(root, tmp_path / "out", START)
+    stripe = result.summary["channels"]["stripe"]
+    assert [q["file"] for q in stripe["quarantined"]] == [target.name]
+    assert stripe["quarantined"][0]["reason"]
+    assert stripe["channel"]["rows_in"] == 0 and stripe["internal"]["pending"] == stripe["internal"]["rows_in"]
+    qdir = tmp_path / "out" / START.isoformat() / "quarantine" / "stripe"
+    assert (qdir / target.name).read_bytes() == target.read_bytes()
+    note = json.loads((qdir / f"{target.name}.reason.json").read_text())
+    assert note["reason"] == stripe["quarantined"][0]["reason"] and note["channel"] == "stripe"
+    # The other channels reconcile exactly as without the fault.
+    got = [k for k in truth_keys(tmp_path / "out" / START.isoformat() / "breaks.csv") if k[1] != "stripe"]
+    want = [k for k in truth_keys(small_days / START.isoformat() / "truth" / "breaks.csv") if k[1] != "stripe"]
+    assert got == want
+
+
+def test_the_same_file_again_is_refused_as_a_duplicate(small_days: Path, tmp_path: Path) -> None:
+    root = corrupt_copy(small_days, tmp_path / "in")
+    day1_file = next((root / START.isoformat() / "channels" / "jpbank").iterdir())
+    shutil.copyfile(day1_file, root / DAY2.isoformat() / "channels" / "jpbank" / f"resent-{day1_file.name}")
+    recon(root, tmp_path / "out", START)
+    result = recon(root, tmp_path / "out", DAY2)
+    jpbank = result.summary["channels"]["jpbank"]
+    assert [(q["file"], q["reason"]) for q in jpbank["quarantined"]] == [(f"resent-{day1_file.name}", "duplicate_file")]
+    got = truth_keys(tmp_path / "out" / DAY2.isoformat() / "breaks.csv")
+    assert got == truth_keys(small_days / DAY2.isoformat() / "truth" / "breaks.csv")
+
+
+def test_recon_command(small_days: Path, tmp_path: Path) -> None:
+    import typer
+
+    from pipelines.batch.cli import register
+
+    app = typer.Typer()
+    register(app)
+    app.command("noop")(lambda: None)  # a second command keeps typer from flattening `recon`
+    args = ["recon", "--date", START.isoformat(), "--input", str(small_days), "--out", str(tmp_path)]
+    result = CliRunner().invoke(
+        app, [*args, "--channels", "alipay,jpbank", "--quality-engine", "duckdb", "--no-data-docs"]
+    )
+    assert result.exit_code == 0, result.output
+    summary = json.loads((tmp_path / START.isoformat() / "summary.json").read_text())
+    assert sorted(summary["channels"]) == ["alipay", "jpbank"]
+    assert (tmp_path / "warehouse.duckdb").exists()
+    bad = CliRunner().invoke(app, ["recon", "--date", "2026-13-01", "--input", str(small_days), "--out", str(tmp_path)])
+    assert bad.exit_code != 0
+
+
+def test_a_bad_internal_extract_stops_the_day_with_file_and_line(small_days: Path, tmp_path: Path) -> None:
+    from pipelines.batch.load import InputFileError
+
+    root = corrupt_copy(small_days, tmp_path / "in")
+    csv = root / START.isoformat() / "internal" / "payments.csv"
+    lines = csv.read_text().splitlines()
+    cells = lines[5].split(",")
+    cells[7] = "12.50"  # a major-unit amount where integer minor units belong
+    lines[5] = ",".join(cells)
+    csv.write_text("\n".join(lines) + "\n")
+    with pytest.raises(InputFileError) as info:
+        recon(root, tmp_path / "out", START)
+    assert info.value.line == 6 and info.value.reason == "bad_amount" and str(csv) in str(info.value)
+
+
+@pytest.mark.slow
+def test_quality_gate_with_gx_and_reports(small_days: Path, tmp_path: Path) -> None:
+    """The default path: GX validates the files, Data Docs and reports are written beside the breaks."""
+    result = run_day(START, small_days, tmp_path, channels=["jpbank"])
+    assert truth_keys(result.outputs["breaks.csv"]) == [
+        k for k in truth_keys(small_days / START.isoformat() / "truth" / "breaks.csv") if k[1] == "jpbank"
+    ]
+    assert "data_docs" in result.outputs and result.outputs["data_docs"].exists()
+
+
+@pytest.mark.slow
+def test_100k_payments_equal_truth(tmp_path_factory: pytest.TempPathFactory) -> None:
+    root = simulated(tmp_path_factory.mktemp("sim100k"), payments=100_000, seed=11)
+    out = tmp_path_factory.mktemp("recon100k")
+    for day in (START, DAY2):
+        recon(root, out, day)
+        got = truth_keys(out / day.isoformat() / "breaks.csv")
+        assert got == truth_keys(root / day.isoformat() / "truth" / "breaks.csv")

@@ -1,0 +1,69 @@
+"""The strict loader of our internal extract and the status mapping of channel files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from connectors.statements import ParsedFile, StatementError
+from frames import lines
+from pipelines.batch.load import InputFileError, map_status, read_internal
+from pipelines.matching.rules import rule_for
+from pipelines.records import PAYMENTS_CSV_COLUMNS
+
+HEADER = ",".join(PAYMENTS_CSV_COLUMNS)
+GOOD = "P1,PAY,,M1,A1,alipay,T1,10050,CNY,60,SUCCEEDED,2026-11-02T10:00:00Z,2026-11-02T10:00:01.5Z,tr1"
+
+
+def write(tmp_path: Path, *rows: str, header: str = HEADER) -> Path:
+    path = tmp_path / "payments.csv"
+    path.write_text("\n".join([header, *rows]) + "\n", encoding="utf-8")
+    return path
+
+
+def test_reads_typed_columns(tmp_path: Path) -> None:
+    frame = read_internal(write(tmp_path, GOOD, GOOD.replace("P1", "P2").replace(",60,", ",,")))
+    assert frame["amount_minor"].dtype.is_integer() and frame["amount_minor"].to_list() == [10050, 10050]
+    assert frame["fee_minor"].to_list() == [60, None]
+    assert str(frame["created_at"].dtype) == "Datetime(time_unit='us', time_zone='UTC')"
+
+
+@pytest.mark.parametrize(
+    ("row", "reason"),
+    [
+        (GOOD.replace("10050", "100.50"), "bad_amount"),
+        (GOOD.replace("10050", "1e5"), "bad_amount"),
+        (GOOD.replace("10050", "-5"), "bad_amount"),
+        (GOOD.replace("10050", "99999999999999999999"), "bad_amount"),
+        (GOOD.replace("10050", "9223372036854775808"), "overflow"),
+        (GOOD.replace("SUCCEEDED", "DONE"), "bad_status"),
+        (GOOD.replace(",PAY,", ",PAYMENT,"), "bad_biz_type"),
+        (GOOD.replace("CNY", "XYZ"), "bad_currency"),
+        (GOOD.replace("2026-11-02T10:00:00Z", "yesterday"), "bad_timestamp"),
+        (GOOD.replace("P1,", ",", 1), "empty_cell"),
+    ],
+)
+def test_a_bad_row_names_file_line_and_reason(tmp_path: Path, row: str, reason: str) -> None:
+    path = write(tmp_path, GOOD.replace("P1", "P0"), row)
+    with pytest.raises(InputFileError) as info:
+        read_internal(path)
+    assert (info.value.line, info.value.reason) == (3, reason)
+    assert str(path) in str(info.value)
+
+
+def test_duplicate_payment_and_bad_header(tmp_path: Path) -> None:
+    with pytest.raises(InputFileError, match="duplicate_key"):
+        read_internal(write(tmp_path, GOOD, GOOD))
+    with pytest.raises(InputFileError, match="bad_header"):
+        read_internal(write(tmp_path, GOOD, header=HEADER.replace("amount_minor", "amount")))
+
+
+def test_an_unknown_channel_status_refuses_the_file() -> None:
+    frame = lines([{"gross_minor": 1, "raw": "TRADE_SUCCESS"}, {"gross_minor": 1, "raw": "TRADE_MAYBE"}])
+    parsed = ParsedFile(path=Path("bill.csv"), sha256="0", format="x", frame=frame.drop("status"))
+    with pytest.raises(StatementError) as info:
+        map_status(parsed, rule_for("alipay"))
+    assert (info.value.reason, info.value.line) == ("unknown_channel_status", 3)
+    ok = ParsedFile(path=Path("bill.csv"), sha256="0", format="x", frame=frame.drop("status").head(1))
+    assert map_status(ok, rule_for("alipay"))["status"].to_list() == ["SUCCEEDED"]

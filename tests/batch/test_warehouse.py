@@ -1,0 +1,127 @@
+"""Break identity across runs in the warehouse: aging, closing, reopening, compare-and-set, reruns."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from connectors.warehouse import OUTBOX_COLUMNS, PENDING_COLUMNS, Warehouse
+from pipelines.records import break_id
+
+D1 = date(2026, 11, 2)
+
+BREAK_SCHEMA = {
+    "break_id": pl.String,
+    "kind": pl.String,
+    "channel": pl.String,
+    "payment_id": pl.String,
+    "channel_txn_id": pl.String,
+    "internal_amount_minor": pl.Int64,
+    "channel_amount_minor": pl.Int64,
+    "currency": pl.String,
+    "delta_minor": pl.Int64,
+    "rule_id": pl.String,
+    "trace_id": pl.String,
+    "action": pl.String,
+}
+
+
+def brk(payment_id: str) -> dict[str, Any]:
+    return {
+        "break_id": break_id("alipay", "MISSING_AT_CHANNEL", payment_id, None),
+        "kind": "MISSING_AT_CHANNEL",
+        "channel": "alipay",
+        "payment_id": payment_id,
+        "channel_txn_id": None,
+        "internal_amount_minor": 100,
+        "channel_amount_minor": None,
+        "currency": "CNY",
+        "delta_minor": None,
+        "rule_id": "alipay-cny@1",
+        "trace_id": None,
+        "action": "REQUERY_CHANNEL",
+    }
+
+
+def save(wh: Warehouse, day: date, ids: list[str], *, reconciled: bool = True) -> pl.DataFrame:
+    breaks = pl.DataFrame([brk(p) for p in ids], schema=BREAK_SCHEMA, orient="row")
+    pending = pl.DataFrame(schema={c: pl.String for c in PENDING_COLUMNS}).with_columns(
+        pl.col("amount_minor", "fee_minor").cast(pl.Int64),
+        pl.col("created_at", "updated_at").cast(pl.Datetime("us", "UTC")),
+        pl.col("since_date").cast(pl.Date),
+    )
+    outbox = pl.DataFrame(schema={c: pl.String for c in OUTBOX_COLUMNS}).with_columns(
+        pl.col("amount_minor").cast(pl.Int64),
+        pl.col("requires_approval").cast(pl.Boolean),
+        pl.col("created_at").cast(pl.Datetime("us", "UTC")),
+        pl.col("business_date").cast(pl.Date),
+    )
+    return wh.save_channel_day(
+        day,
+        "alipay",
+        rule_ref="alipay-cny@1",
+        breaks=breaks,
+        pending=pending,
+        outbox=outbox,
+        quarantined=[],
+        summary={},
+        reconciled=reconciled,
+    )
+
+
+def state(wh: Warehouse, payment_id: str) -> tuple[str, date, date]:
+    rows = wh.execute(
+        "SELECT status, first_seen_date, status_date FROM breaks WHERE break_id = ?",
+        [break_id("alipay", "MISSING_AT_CHANNEL", payment_id, None)],
+    )
+    return rows[0]
+
+
+def test_a_break_seen_again_keeps_its_id_and_ages(tmp_path: Path) -> None:
+    with Warehouse(tmp_path / "w.duckdb") as wh:
+        first = save(wh, D1, ["p1", "p2"])
+        assert first["age_days"].to_list() == [0, 0] and set(first["status"]) == {"OPEN"}
+        again = save(wh, D1 + timedelta(days=3), ["p1"])
+        row = again.row(0, named=True)
+        assert (row["first_seen_date"], row["age_days"], row["status"]) == (D1, 3, "OPEN")
+        assert state(wh, "p2") == ("CLOSED", D1, D1 + timedelta(days=3))
+        # Rerunning the later day changes nothing; rerunning the first day does not reopen p2,
+        # which was closed after it.
+        save(wh, D1 + timedelta(days=3), ["p1"])
+        assert state(wh, "p2") == ("CLOSED", D1, D1 + timedelta(days=3))
+        rerun = save(wh, D1, ["p1", "p2"])
+        assert rerun.equals(first)
+        assert state(wh, "p2")[0] == "CLOSED"
+        # Seen on a later day again: reopened, first-seen date kept.
+        back = save(wh, D1 + timedelta(days=5), ["p2"])
+        assert (back["first_seen_date"][0], back["age_days"][0]) == (D1, 5)
+        assert state(wh, "p2") == ("OPEN", D1, D1 + timedelta(days=5))
+        assert wh.count("breaks") == 2 and wh.count("break_history") == 4
+
+
+def test_a_held_channel_closes_nothing(tmp_path: Path) -> None:
+    with Warehouse(tmp_path / "w.duckdb") as wh:
+        save(wh, D1, ["p1"])
+        save(wh, D1 + timedelta(days=1), [], reconciled=False)
+        assert state(wh, "p1")[0] == "OPEN"
+
+
+def test_close_is_compare_and_set(tmp_path: Path) -> None:
+    """A break someone moved to WRITTEN_OFF is never closed or reopened by a run."""
+    with Warehouse(tmp_path / "w.duckdb") as wh:
+        save(wh, D1, ["p1"])
+        wh.execute("UPDATE breaks SET status = 'WRITTEN_OFF' WHERE payment_id = 'p1' AND status = 'OPEN'")
+        save(wh, D1 + timedelta(days=1), [])
+        assert state(wh, "p1")[0] == "WRITTEN_OFF"
+
+
+def test_a_duplicate_file_is_named_and_a_rerun_is_not(tmp_path: Path) -> None:
+    with Warehouse(tmp_path / "w.duckdb") as wh:
+        kw: dict[str, Any] = {"rows": 3, "format": "payrecon_csv"}
+        assert wh.claim_file("abc", business_date=D1, channel="alipay", source_file="a.csv", **kw) is None
+        assert wh.claim_file("abc", business_date=D1, channel="alipay", source_file="a.csv", **kw) is None
+        prior = wh.claim_file("abc", business_date=D1 + timedelta(days=1), channel="alipay", source_file="b.csv", **kw)
+        assert prior == "2026-11-02/alipay/a.csv"

@@ -75,7 +75,7 @@ def test_cross_day_items_are_pending_then_matched(small_days: Path, two_days: tu
 
 
 def test_summary_counts_add_up_and_match_breaks(two_days: tuple[Path, list[DayResult]]) -> None:
-    out, results = two_days
+    _, results = two_days
     for result in results:
         s = result.summary
         assert s["breaks_by_kind"] and sum(s["breaks_by_kind"].values()) == sum(

@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from frames import lines
 
 from connectors.statements import ParsedFile, StatementError
-from frames import lines
 from pipelines.batch.load import InputFileError, map_status, read_internal
 from pipelines.matching.rules import rule_for
 from pipelines.records import PAYMENTS_CSV_COLUMNS

@@ -174,9 +174,9 @@ def split_lines(text: str) -> pl.Series:
 
 def split_fields(lines: pl.Series, n_fields: int, first_line_no: int, path: Path, sep: str = ",") -> pl.DataFrame:
     """Split unquoted separated lines into `n_fields` String columns `f0..`; a line with another
-    field count refuses the file at that line (`bad_record`)."""
-    parts = lines.str.split(sep)
-    counts = parts.list.len()
+    field count refuses the file at that line (`truncated` when short, `bad_record` when long).
+    The count is checked per line first, then Polars' native reader splits the fields."""
+    counts = lines.str.count_matches(sep, literal=True) + 1
     bad = (counts != n_fields).arg_true()
     if len(bad):
         i = int(bad[0])
@@ -187,7 +187,18 @@ def split_fields(lines: pl.Series, n_fields: int, first_line_no: int, path: Path
             "truncated" if counts[i] < n_fields else "bad_record",
             f"{counts[i]} fields where the layout has {n_fields}",
         )
-    return pl.DataFrame({f"f{i}": parts.list.get(i) for i in range(n_fields)})
+    names = [f"f{i}" for i in range(n_fields)]
+    if len(lines) == 0:
+        return pl.DataFrame(schema=dict.fromkeys(names, pl.String()))
+    body = (lines.str.join("\n")[0] + "\n").encode("utf-8")
+    return pl.read_csv(
+        io.BytesIO(body),
+        has_header=False,
+        separator=sep,
+        quote_char=None,
+        schema=dict.fromkeys(names, pl.String()),
+        empty_string_is_null=False,
+    )
 
 
 def amounts(

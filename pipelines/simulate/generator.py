@@ -11,8 +11,10 @@ import csv
 import gc
 import io
 import json
+import multiprocessing
 import zlib
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
@@ -245,7 +247,8 @@ class DayBuilder:
     ) -> None:  # fmt: skip
         rule = self.rules[channel]
         gross = BIZ_TYPE_SIGN[biz] * gross_abs
-        booked = self.day_start + timedelta(milliseconds=booked_ms)
+        # Statement formats carry whole seconds; booking times are whole seconds so lines round-trip.
+        booked = self.day_start + timedelta(seconds=booked_ms // 1000)
         self.out.lines[channel].append(StatementLine(
             channel=channel, account=rule.account, business_date=file_day or self.day, source_file="",
             source_sha256="", line_no=0, line_type=BIZ_TYPE_LINE_TYPE[biz], channel_txn_id=txn,
@@ -545,16 +548,52 @@ def _write_csv(path: Path, header: Sequence[str], rows: Iterable[Sequence[object
     path.write_text(buf.getvalue(), encoding="utf-8")
 
 
+# The day being written, visible to forked writer processes without pickling a million lines.
+_WRITING: tuple[DayOutput, Path, dict[str, Rule]] | None = None
+# Days this large write their channel files in forked processes beside the main one; below it the
+# fork costs more than it saves.
+parallel_write_payments_min = 50_000
+
+
+def _write_channel(channel: str) -> None:
+    assert _WRITING is not None
+    out, day_dir, rules = _WRITING
+    rule = rules[channel]
+    lines = out.lines[channel]
+    lines.sort(key=lambda ln: (ln.booked_at or datetime.min.replace(tzinfo=UTC), ln.channel_txn_id or ""))
+    fmt = get_format(rule.parser)
+    assert fmt.write is not None, f"format {rule.parser} has no writer"
+    fmt.write(lines, day_dir / "channels" / channel, rule=rule, business_date=out.business_date)
+
+
 def write_day(out: DayOutput, root: Path, rules: dict[str, Rule]) -> Path:
     """Write one generated day under `root/<date>/`; returns that folder."""
+    global _WRITING
     day_dir = root / out.business_date.isoformat()
+    _WRITING = (out, day_dir, rules)
+    pool = None
+    try:
+        if len(out.payments) >= parallel_write_payments_min and "fork" in multiprocessing.get_all_start_methods():
+            # Native writers are pure Python; on big days they run in forked children while this
+            # process writes the internal records and the events.
+            pool = ProcessPoolExecutor(max_workers=2, mp_context=multiprocessing.get_context("fork"))
+            futures = [pool.submit(_write_channel, channel) for channel in out.lines]
+        else:
+            for channel in out.lines:
+                _write_channel(channel)
+        _write_rest(out, day_dir)
+        if pool is not None:
+            for future in futures:
+                future.result()
+    finally:
+        if pool is not None:
+            pool.shutdown()
+        _WRITING = None
+    return day_dir
+
+
+def _write_rest(out: DayOutput, day_dir: Path) -> None:
     _write_csv(day_dir / "internal" / "payments.csv", PAYMENTS_CSV_COLUMNS, out.payments)
-    for channel, lines in out.lines.items():
-        rule = rules[channel]
-        lines.sort(key=lambda ln: (ln.booked_at or datetime.min.replace(tzinfo=UTC), ln.channel_txn_id or ""))
-        fmt = get_format(rule.parser)
-        assert fmt.write is not None, f"format {rule.parser} has no writer"
-        fmt.write(lines, day_dir / "channels" / channel, rule=rule, business_date=out.business_date)
     stream = day_dir / "stream" / "events.jsonl"
     stream.parent.mkdir(parents=True, exist_ok=True)
     out.events.sort(key=lambda e: (e[0], e[1]))
@@ -566,7 +605,6 @@ def write_day(out: DayOutput, root: Path, rules: dict[str, Rule]) -> Path:
         truth_dir / "stream_breaks.csv", TRUTH_COLUMNS, sorted((str(k), c, p, t) for k, c, p, t in out.stream_truth)
     )
     _write_csv(truth_dir / "faults.csv", ("fault", "channel", "payment_id", "channel_txn_id"), sorted(out.faults))
-    return day_dir
 
 
 def simulate(

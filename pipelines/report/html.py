@@ -13,7 +13,8 @@ from pathlib import Path
 
 import polars as pl
 
-from pipelines.report.model import AGING_BUCKETS, COUNTERS, SIDES, ReportModel, amount_text
+from pipelines.report.model import AGING_BUCKETS, COUNTERS, SIDES, ReportModel, grouped
+from pipelines.report.model import amount_text as _plain_amount
 
 # The breaks table shows this many rows; the rest are in breaks.csv and report.xlsx.
 TABLE_ROWS_MAX = 500
@@ -33,6 +34,11 @@ th{background:#eef2f7} td.n{text-align:right;font-variant-numeric:tabular-nums}
 .bad{color:#b00020;font-weight:600} .note{color:#5a6b7f;font-size:12px}
 svg text{font-family:inherit;font-size:12px}
 """
+
+
+def amount_text(amount_minor: int | None, currency: str | None) -> str:
+    """The exact amount text, grouped by thousands for reading on the page."""
+    return grouped(_plain_amount(amount_minor, currency))
 
 
 def _color(index: int) -> str:

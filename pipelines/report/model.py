@@ -142,6 +142,20 @@ def amount_text(amount_minor: int | None, currency: str | None) -> str:
         return f"{amount_minor} (minor units, {currency})"
 
 
+def grouped(text: str) -> str:
+    """Amount text with thousands separators for reading ("-1234567.89" -> "-1,234,567.89"); pure
+    text work on the exact digits. Text that is not a plain amount is returned unchanged."""
+    sign, body = ("-", text[1:]) if text.startswith("-") else ("", text)
+    whole, dot, frac = body.partition(".")
+    if not whole.isdigit():
+        return text
+    groups: list[str] = []
+    while len(whole) > 3:
+        groups.insert(0, whole[-3:])
+        whole = whole[:-3]
+    return sign + ",".join([whole, *groups]) + dot + frac
+
+
 def with_amount_at_risk(breaks: pl.DataFrame) -> pl.DataFrame:
     """`breaks` plus `at_risk_minor` (Int64): |delta| when both sides are known, else |the known side|."""
     return breaks.with_columns(

@@ -15,7 +15,7 @@ from report_xlsx_reader import Workbook
 
 from pipelines.records import BreakKind
 from pipelines.report import ReportInputError, write_reports
-from pipelines.report.model import AGING_BUCKETS, amount_text, bucket_expr, bucket_of
+from pipelines.report.model import AGING_BUCKETS, amount_text, bucket_expr, bucket_of, grouped
 
 
 def _write(tmp: Path, **overrides: object) -> tuple[Path, Path]:
@@ -207,3 +207,33 @@ def test_a_summary_of_another_day_is_refused(tmp_path: Path) -> None:
     summary = {**summary_for(breaks_frame()), "business_date": "2026-11-03"}
     with pytest.raises(ReportInputError, match="2026-11-03"):
         write_reports(tmp_path, business_date=DAY, breaks=breaks_frame(), summary=summary)
+
+
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        ("0.05", "0.05"),
+        ("999", "999"),
+        ("1000", "1,000"),
+        ("-1234567.89", "-1,234,567.89"),
+        ("12345.678", "12,345.678"),
+        ("", ""),
+    ],
+)
+def test_grouped_inserts_thousands_separators_without_touching_digits(text: str, shown: str) -> None:
+    assert grouped(text) == shown
+
+
+@given(st.integers(min_value=-(2**63) + 1, max_value=2**63 - 1), st.sampled_from(["JPY", "CNY", "KWD"]))
+def test_grouped_text_reads_back_to_the_same_minor_units(minor: int, currency: str) -> None:
+    from pipelines.money import parse_amount
+
+    shown = grouped(amount_text(minor, currency))
+    assert parse_amount(shown, currency, allow_thousands=True) == minor
+
+
+def test_html_amounts_are_grouped(tmp_path: Path) -> None:
+    _, html = _write(tmp_path)
+    text = html.read_text(encoding="utf-8")
+    jpy = summary_for(breaks_frame())["amount_at_risk_minor_by_currency"]["JPY"]
+    assert f"{jpy:,} JPY" in text

@@ -1,0 +1,59 @@
+"""`payrecon report`: render a reconciled day's report.xlsx and report.html again from its outputs.
+
+For finance and operations: after a change to the report's layout, or to rebuild a day's reports
+from breaks.parquet and summary.json without reconciling again. The same outputs give the same
+bytes as the run that wrote them.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+console = Console(stderr=True)
+
+
+def register(app: typer.Typer) -> None:
+    """Add `payrecon report` to `app`."""
+    app.command("report")(report)
+
+
+def report(
+    day_dir: Annotated[
+        Path, typer.Option("--day-dir", help="OUT/<date> of a reconciled day (breaks.parquet, summary.json).")
+    ],
+    history: Annotated[
+        Path | None,
+        typer.Option("--history", help="Parquet of breaks as reported per day (the warehouse's break_history)."),
+    ] = None,
+) -> None:
+    """Write DAY_DIR/report.xlsx and DAY_DIR/report.html from DAY_DIR/breaks.parquet and summary.json."""
+    import polars as pl
+
+    from pipelines.report import ReportInputError, write_reports
+
+    summary_path, breaks_path = day_dir / "summary.json", day_dir / "breaks.parquet"
+    for path in (summary_path, breaks_path):
+        if not path.is_file():
+            console.print(f"[red]error:[/red] {path} does not exist; run `payrecon recon` for the day first")
+            raise typer.Exit(2)
+    try:
+        summary = json.loads(summary_path.read_text(encoding="utf-8"))
+        business_date = date.fromisoformat(summary["business_date"])
+    except (ValueError, KeyError) as exc:
+        console.print(f"[red]error:[/red] {summary_path}: not a payrecon summary ({exc})")
+        raise typer.Exit(2) from None
+    breaks = pl.read_parquet(breaks_path)
+    earlier = pl.read_parquet(history) if history is not None else None
+    try:
+        paths = write_reports(day_dir, business_date=business_date, breaks=breaks, summary=summary, history=earlier)
+    except ReportInputError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+    for path in paths:
+        console.print(f"wrote {path}")

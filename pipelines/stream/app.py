@@ -54,6 +54,8 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 # Latency above this many ms is counted in the last bucket of the histogram.
 LATENCY_HIST_MAX_MS = 60_000
 PRODUCER_BUFFER_MAX = 10_000
+# Kafka's group.min.session.timeout.ms is 6 s by default: the shortest a worker may ask for.
+SESSION_TIMEOUT_S_DEFAULT = 10.0
 
 
 class Sink(Protocol):
@@ -115,6 +117,7 @@ def create_app(
     sink: Sink | None = None,
     replication: int = 1,
     commit_interval_s: float = 3.0,
+    session_timeout_s: float = SESSION_TIMEOUT_S_DEFAULT,
 ) -> StreamApp:
     """Build the matcher app for one namespace. `bootstrap` is host:port (or several);
     `store` a Faust store URL (default: `default_store()`); `sink` None sends to Kafka."""
@@ -135,6 +138,11 @@ def create_app(
         producer_linger=0.01,
         web_enabled=False,
         processing_guarantee="at_least_once",
+        # A worker killed with SIGKILL leaves the group only when its session times out; until
+        # then a restarted worker waits in the rebalance for the dead member's partitions.
+        broker_session_timeout=session_timeout_s,
+        broker_heartbeat_interval=max(1.0, session_timeout_s / 4),
+        broker_rebalance_timeout=max(session_timeout_s * 2, 20.0),
     )
     inputs = app.topic(
         topics.payment_events,
@@ -244,13 +252,14 @@ def run_worker(
     store: str | None = None,
     datadir: Path | None = None,
     loglevel: str = "warning",
+    session_timeout_s: float = SESSION_TIMEOUT_S_DEFAULT,
 ) -> None:
     """Run one matcher worker in this process until SIGTERM or SIGINT (Faust's worker loop).
     Topics are created first where missing (inputs co-partitioned, see connectors.kafka.admin)."""
     from connectors.kafka.admin import ensure_topics
 
     ensure_topics(bootstrap, topics)
-    holder = create_app(topics, bootstrap, store=store, datadir=datadir)
+    holder = create_app(topics, bootstrap, store=store, datadir=datadir, session_timeout_s=session_timeout_s)
     # Faust pauses the stream whenever more than 100 table writes wait in its producer buffer and
     # then drains them one 0.1 s-bounded wait at a time; every record here writes the table once,
     # so that bound, not Kafka, capped the worker near 1,000 records/s.

@@ -61,6 +61,14 @@ def worker(
     ] = "auto",
     datadir: Annotated[Path | None, typer.Option("--datadir", help="Folder of the worker's local table data.")] = None,
     loglevel: Annotated[str, typer.Option("--loglevel", help="Faust log level.")] = "warning",
+    session_timeout: Annotated[
+        float,
+        typer.Option(
+            "--session-timeout",
+            min=6.0,
+            help="Consumer group session timeout, s (how soon a dead worker's partitions move).",
+        ),
+    ] = 10.0,
 ) -> None:
     """Run one stream matcher worker until SIGTERM/SIGINT: payment events against callbacks."""
     from connectors.kafka.topics import Topics
@@ -69,7 +77,14 @@ def worker(
     urls = {"auto": None, "memory": "memory://", "rocksdb": "rocksdb://"}
     if store not in urls:
         raise typer.BadParameter(f"--store must be one of {sorted(urls)}, got {store!r}")
-    run_worker(Topics(namespace), _bootstrap(bootstrap), store=urls[store], datadir=datadir, loglevel=loglevel)
+    run_worker(
+        Topics(namespace),
+        _bootstrap(bootstrap),
+        store=urls[store],
+        datadir=datadir,
+        loglevel=loglevel,
+        session_timeout_s=session_timeout,
+    )
 
 
 def replay(

@@ -45,9 +45,16 @@ class WorkerProcess:
     """A matcher worker in a subprocess of its own (so that tests can SIGKILL it)."""
 
     def __init__(
-        self, topics: Topics, bootstrap: str, *, store: str | None = None, log_path: Path | None = None
+        self,
+        topics: Topics,
+        bootstrap: str,
+        *,
+        store: str | None = None,
+        log_path: Path | None = None,
+        session_timeout_s: float = 6.0,
     ) -> None:
         self.topics, self.bootstrap, self.store = topics, bootstrap, store
+        self.session_timeout_s = session_timeout_s
         self.datadir = REPO_ROOT / ".cache" / "stream" / (topics.namespace or "default")
         self.log_path = log_path or REPO_ROOT / ".cache" / "stream" / f"{topics.namespace or 'default'}.log"
         self.proc: subprocess.Popen[bytes] | None = None
@@ -60,6 +67,7 @@ class WorkerProcess:
         cmd += ["--bootstrap", self.bootstrap, "--datadir", str(self.datadir)]
         if self.store:
             cmd += ["--store", self.store]
+        cmd += ["--session-timeout", str(self.session_timeout_s)]
         log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child, closed below
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=REPO_ROOT, env=env)

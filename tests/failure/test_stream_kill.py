@@ -1,0 +1,101 @@
+"""SIGKILL the matcher worker at random points while a day is replayed; the final breaks and tasks
+must equal an undisturbed run's, with no duplicate task (SPEC section 9, invariants 2 and 5).
+
+"No duplicate task" is checked as: the same set of task_ids as the undisturbed run, and every copy
+of a task_id on the topic byte-identical (so the payment core, deduplicating on the task_id as
+Idempotency-Key, applies each once). Redelivered copies of breaks are allowed, identical too."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import random
+import threading
+import time
+import uuid
+from datetime import date
+from pathlib import Path
+
+import pytest
+
+from connectors.kafka.admin import delete_namespace, ensure_topics
+from connectors.kafka.topics import Topics
+from pipelines.simulate.generator import simulate
+from pipelines.stream.collect import Collected, collect, wait_for_ticks
+from pipelines.stream.demo import WorkerProcess, replay_and_collect
+from pipelines.stream.replay import ReplayStats, publish_day
+
+pytestmark = [pytest.mark.slow, pytest.mark.kafka]
+
+DAY = date(2026, 11, 2)
+KILLS = 3
+# The day's 24 h of event time replayed in about 8 s, so that the kills land during the replay.
+SPEED = 86_400 / 8
+
+
+def _undisturbed(bootstrap: str, root: Path) -> Collected:
+    topics = Topics(f"t-calm-{uuid.uuid4().hex[:6]}")
+    ensure_topics(bootstrap, topics)
+    worker = WorkerProcess(topics, bootstrap)
+    worker.start()
+    try:
+        _, collected = asyncio.run(replay_and_collect(bootstrap, topics, root, DAY, worker))
+    finally:
+        worker.stop()
+        worker.cleanup()
+        asyncio.run(delete_namespace(bootstrap, topics))
+    return collected
+
+
+def _with_kills(bootstrap: str, root: Path, rng: random.Random) -> tuple[Collected, int, list[float]]:
+    topics = Topics(f"t-kill-{uuid.uuid4().hex[:6]}")
+    ensure_topics(bootstrap, topics)
+    worker = WorkerProcess(topics, bootstrap)
+    result: dict[str, ReplayStats] = {}
+    replay = threading.Thread(
+        target=lambda: result.setdefault("stats", asyncio.run(publish_day(bootstrap, topics, root, DAY, speed=SPEED)))
+    )
+    kills_at: list[float] = []
+    try:
+        worker.start()
+        started = time.monotonic()
+        replay.start()
+        for _ in range(KILLS):
+            # A worker takes a few seconds to join the group; kill it somewhere after that.
+            time.sleep(rng.uniform(3.0, 7.0))
+            kills_at.append(time.monotonic() - started)
+            worker.kill()
+            worker.start()
+        replay.join(timeout=120)
+        assert "stats" in result, "the replay did not finish"
+        asyncio.run(wait_for_ticks(bootstrap, topics, result["stats"].tick_at, timeout_s=300, alive=worker.alive))
+        collected = asyncio.run(collect(bootstrap, topics))
+    finally:
+        worker.stop()
+        worker.cleanup()
+        asyncio.run(delete_namespace(bootstrap, topics))
+    return collected, worker.starts, kills_at
+
+
+def test_sigkill_during_replay_changes_no_final_break_or_task(tmp_path: Path, kafka_bootstrap: str):
+    simulate(start=DAY, days=1, payments=2000, seed=7, out_root=tmp_path)
+    calm = _undisturbed(kafka_bootstrap, tmp_path)
+    seed = random.randrange(1_000_000)
+    killed, starts, kills_at = _with_kills(kafka_bootstrap, tmp_path, random.Random(seed))
+    context = f"seed={seed} kills at {[round(k, 1) for k in kills_at]} s"
+    assert starts == KILLS + 1, context
+
+    with open(tmp_path / DAY.isoformat() / "truth" / "stream_breaks.csv", encoding="utf-8") as fh:
+        truth = {(r["kind"], r["channel"], r["payment_id"], r["channel_txn_id"]) for r in csv.DictReader(fh)}
+    for run in (calm, killed):
+        got = {
+            (b["kind"], b["channel"], b["payment_id"] or "", b["channel_txn_id"] or "")
+            for b in run.open_breaks().values()
+        }
+        assert got == truth, context
+
+    assert killed.breaks == calm.breaks, context
+    assert killed.tasks == calm.tasks, context
+    duplicated = {k: v for k, v in killed.task_copies.items() if len(v) != 1}
+    assert duplicated == {}, f"{context}: task ids with differing copies {sorted(duplicated)[:5]}"
+    assert killed.dlq == [] and calm.dlq == []

@@ -285,23 +285,41 @@ class ChannelDay:
     channel: str
     summary: dict[str, Any]
     breaks: pl.DataFrame
-    quality: list[Any]
 
 
-def reconcile_channel(wh: Warehouse, paths: DayPaths, rule: Rule) -> ChannelDay:
-    """Reconcile one channel's day and persist it; returns its summary entry and reported breaks.
+def take_in_channel(wh: Warehouse, paths: DayPaths, rule: Rule) -> tuple[dict[str, Any], pl.DataFrame]:
+    """Parse, validate and stage the channel's files of the day (the lines partition is
+    overwritten). Returns the intake report (`accepted` file names, `quarantined` entries; plain
+    JSON, so an Airflow task can pass it on) and the accepted lines (MAPPED_LINE_SCHEMA)."""
+    intake = take_in_files(wh, paths, rule)
+    wh.write_partition("lines", paths.business_date, rule.channel, intake.lines)
+    if intake.quality and paths.data_docs:
+        gates.data_docs(intake.quality, paths.day_out / "quality" / rule.channel)
+    return {"accepted": intake.accepted, "quarantined": intake.quarantined}, intake.lines
 
-    Our records come from the partition `prepare_day` staged plus the channel's pending set. When
-    no file of the channel was accepted (none arrived, or all were quarantined) the channel is held:
-    our records stay pending and no break is raised or closed for it.
+
+def match_and_persist(
+    wh: Warehouse, paths: DayPaths, rule: Rule, report: dict[str, Any], lines: pl.DataFrame | None = None
+) -> ChannelDay:
+    """Match the channel's staged lines (or `lines`, when the caller still holds them) against our
+    staged records plus the pending set, decide actions, and persist breaks, pending set, outbox
+    and counts in one transaction. Returns the channel's summary entry and reported breaks.
+
+    When no file of the channel was accepted (none arrived, or all were quarantined) the channel is
+    held: our records stay pending and no break is raised or closed for it.
     """
     channel, day = rule.channel, paths.business_date
-    intake = take_in_files(wh, paths, rule)
+    if lines is None:
+        lines = wh.read_partition("lines", day, channel)
+        if lines is None:
+            raise FileNotFoundError(f"the lines of {channel} for {day} are not staged; run take_in_channel first")
+    quarantined: list[dict[str, Any]] = [dict(q) for q in report["quarantined"]]
+    accepted: list[str] = list(report["accepted"])
     staged = wh.read_partition("internal", day, channel)
     if staged is None:
         raise FileNotFoundError(f"our records of {channel} for {day} are not staged; run prepare_day first")
     internal = _with_carry_forward(rule, day, staged, wh.pending_before(day, channel))
-    held = not intake.accepted
+    held = not accepted
     con = duckdb.connect()
     try:
         if held:
@@ -323,17 +341,16 @@ def reconcile_channel(wh: Warehouse, paths: DayPaths, rule: Rule) -> ChannelDay:
                     "pending_out": internal.height,
                 },
             )
-            if not intake.quarantined:
-                intake.quarantined.append(
+            if not quarantined:
+                quarantined.append(
                     {"file": f"channels/{channel}/", "reason": "no_files", "detail": "no file arrived", "line": 0}
                 )
         else:
-            result = match_channel(con, rule, day, internal, intake.lines)
+            result = match_channel(con, rule, day, internal, lines)
         decided = _actions(con, rule, day, result.breaks)
         outbox = _outbox(con, rule, day, decided)
     finally:
         con.close()
-    wh.write_partition("lines", day, channel, intake.lines)
     by_kind = dict(sorted(Counter(decided["kind"].to_list()).items()))
     in_currency = decided.filter(pl.col("currency") == rule.currency)
     summary: dict[str, Any] = {
@@ -342,7 +359,7 @@ def reconcile_channel(wh: Warehouse, paths: DayPaths, rule: Rule) -> ChannelDay:
         "channel": result.channel,
         "breaks_by_kind": by_kind,
         "amount_at_risk_minor": int(in_currency.select(_risk(in_currency).sum()).item() or 0),
-        "quarantined": [{k: q[k] for k in ("file", "reason", "detail")} for q in intake.quarantined],
+        "quarantined": [{k: q[k] for k in ("file", "reason", "detail")} for q in quarantined],
     }
     stored = {"channel": summary, "carry_forward": result.carry_forward, "rule": rule.ref}
     reported = wh.save_channel_day(
@@ -352,13 +369,17 @@ def reconcile_channel(wh: Warehouse, paths: DayPaths, rule: Rule) -> ChannelDay:
         breaks=decided,
         pending=result.pending.select(PENDING_COLUMNS),
         outbox=outbox.select(OUTBOX_COLUMNS),
-        quarantined=intake.quarantined,
+        quarantined=quarantined,
         summary=stored,
         reconciled=not held,
     )
-    if intake.quality and paths.data_docs:
-        gates.data_docs(intake.quality, paths.day_out / "quality" / channel)
-    return ChannelDay(channel, summary, reported, intake.quality)
+    return ChannelDay(channel, summary, reported)
+
+
+def reconcile_channel(wh: Warehouse, paths: DayPaths, rule: Rule) -> ChannelDay:
+    """Take in the channel's files and reconcile them (`take_in_channel` then `match_and_persist`)."""
+    report, lines = take_in_channel(wh, paths, rule)
+    return match_and_persist(wh, paths, rule, report, lines)
 
 
 # --- step 3 ----------------------------------------------------------------------------------------

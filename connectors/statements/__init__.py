@@ -136,6 +136,7 @@ def _load_all() -> None:
 
 _FORMAT_MODULES: list[str] = [
     "payrecon_csv", "wechatpay", "alipay", "stripe", "camt053", "camt054", "mt940", "mt942", "bai2", "ofx",
+    "adyen", "paypal_stl",
 ]  # fmt: skip
 
 

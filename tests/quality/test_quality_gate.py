@@ -345,3 +345,9 @@ def test_data_docs_for_the_day_live_in_their_own_folder(tmp_path: Path, monkeypa
     assert plain_index.count("passed") == 5
     # GX wrote nothing into the home folder or the working directory.
     assert list(home.iterdir()) == [] and list(cwd.iterdir()) == []
+
+
+def test_outputs_with_float_amounts_stop_at_the_schema() -> None:
+    summary, breaks = outputs()
+    result = validate_outputs(summary, breaks.with_columns(pl.col("delta_minor").cast(pl.Float64)), engine="duckdb")
+    assert result.failures == ["expect_column_values_to_be_of_type(delta_minor): observed 'Float64', expected 'Int64'"]

@@ -201,6 +201,23 @@ def split_fields(lines: pl.Series, n_fields: int, first_line_no: int, path: Path
     )
 
 
+def check_quoted_field_counts(path: Path, lines: pl.Series, line_nos: pl.Series, n_fields: int) -> None:
+    """Refuse the first of `lines` (CSV with double-quoted fields, quotes doubled inside) whose field
+    count is not `n_fields`: `truncated` when short, `bad_record` when long. Polars' reader pads a
+    short row with empty strings, so a row cut off at a field boundary would otherwise pass."""
+    unquoted = lines.str.replace_all(r'"(?:[^"]|"")*"', "")
+    counts = unquoted.str.count_matches(",", literal=True) + 1
+    bad = (counts != n_fields).arg_true()
+    if len(bad):
+        i = int(bad[0])
+        raise refuse(
+            path,
+            int(line_nos[i]),
+            "truncated" if counts[i] < n_fields else "bad_record",
+            f"{counts[i]} fields where the header has {n_fields}",
+        )
+
+
 def amounts(
     path: Path,
     values: pl.Series,

@@ -62,10 +62,12 @@ from connectors.statements import ParsedFile, StatementFormat, register
 from connectors.statements._common import (
     amounts_by_currency,
     build_frame,
+    check_quoted_field_counts,
     decode,
     null_if_empty,
     read_bytes,
     refuse,
+    split_lines,
     timestamps,
 )
 from connectors.statements.intake import sha256_bytes
@@ -151,17 +153,18 @@ def parse(path: Path, *, channel: str, business_date: date | None = None) -> Par
     if not text.endswith("\n"):
         # Adyen ends every report with a newline; without it the last row may be cut.
         raise refuse(path, text.count("\n") + 1, "truncated", "the file does not end with a newline")
+    # Field counts first, per line and quote-aware: Polars pads a short row and fails a long one
+    # without naming its line.
+    data_lines = split_lines(text).slice(1)
+    line_nos = pl.int_range(2, len(data_lines) + 2, eager=True).cast(pl.Int64)
+    check_quoted_field_counts(path, data_lines, line_nos, len(header))
     try:
         rows = pl.read_csv(io.StringIO(text), infer_schema=False, has_header=True, empty_string_is_null=False)
     except pl.exceptions.PolarsError as exc:
         raise refuse(path, 0, "bad_record", str(exc).splitlines()[0]) from None
     n = rows.height
-    if text.count("\n") != n + 1:
-        raise refuse(path, 0, "bad_record", f"{text.count(chr(10)) - 1} lines but {n} rows: a field holds a newline")
-    line_nos = pl.int_range(2, n + 2, eager=True).cast(pl.Int64)
-    short = rows[header[-1]].is_null().arg_true()
-    if len(short):
-        raise refuse(path, int(short[0]) + 2, "truncated", f"the row ends before {header[-1]}")
+    if n != len(data_lines):
+        raise refuse(path, 0, "bad_record", f"{len(data_lines)} lines but {n} rows: a field holds a newline")
 
     kind = rows["Type"].str.strip_chars()
     net_cur = rows["Net Currency"].str.strip_chars().str.to_uppercase()
@@ -229,7 +232,6 @@ def parse(path: Path, *, channel: str, business_date: date | None = None) -> Par
     ).to_series()
     line_type = kind.replace_strict({k: v.value for k, v in TYPES.items()}, default=LineType.ADJUSTMENT.value)
 
-    batches = _check_batches(path, rows, kind, net_cur, net, line_nos)
     frame = build_frame(
         path=path,
         sha256=sha,
@@ -250,6 +252,8 @@ def parse(path: Path, *, channel: str, business_date: date | None = None) -> Par
             "raw": pl.Series([STATUS] * n, dtype=pl.String),
         },
     )
+    # After build_frame, so that a line whose own gross - fee != net is named before its batch.
+    batches = _check_batches(path, rows, kind, net_cur, net, line_nos)
     return ParsedFile(path=path, sha256=sha, format=NAME, frame=frame,
                       controls={"rows": n, "batches": batches[0], "payouts_checked": batches[1], "ok": True})  # fmt: skip
 

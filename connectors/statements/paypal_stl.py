@@ -64,7 +64,15 @@ from typing import TYPE_CHECKING
 import polars as pl
 
 from connectors.statements import ParsedFile, StatementFormat, register
-from connectors.statements._common import build_frame, decode, null_if_empty, read_bytes, refuse, timestamps
+from connectors.statements._common import (
+    build_frame,
+    check_quoted_field_counts,
+    decode,
+    null_if_empty,
+    read_bytes,
+    refuse,
+    timestamps,
+)
 from connectors.statements.intake import sha256_bytes
 from pipelines.money import AMOUNT_MINOR_MAX, MoneyError, exponent
 from pipelines.records import LineType, StatementLine
@@ -196,7 +204,7 @@ def parse(path: Path, *, channel: str, business_date: date | None = None) -> Par
     # The grammar: every row type may only follow the ones FOLLOWS allows; the last row is FF.
     kind_list = kinds.to_list()
     for i in range(1, len(kind_list)):
-        if kind_list[i] not in FOLLOWS[kind_list[i - 1]]:
+        if kind_list[i] not in FOLLOWS.get(kind_list[i - 1], frozenset()):
             raise refuse(path, i + 1, "bad_record", f"a {kind_list[i]} row cannot follow a {kind_list[i - 1]} row")
     if kind_list[-1] != "FF":
         raise refuse(path, len(kind_list), "truncated", f"the file ends with a {kind_list[-1]} row, not its FF footer")
@@ -218,6 +226,7 @@ def parse(path: Path, *, channel: str, business_date: date | None = None) -> Par
     names = ["_type", *header]
     n = len(sb_idx)
     if n:
+        check_quoted_field_counts(path, lines.gather(sb_idx), line_nos, len(names))
         try:
             rows = pl.read_csv(
                 io.StringIO("\n".join(lines.gather(sb_idx).to_list()) + "\n"),
@@ -232,8 +241,6 @@ def parse(path: Path, *, channel: str, business_date: date | None = None) -> Par
             ) from None
         if rows.height != n:
             raise refuse(path, 0, "bad_record", f"{n} SB lines but {rows.height} rows: a field holds a newline")
-        if len(short := rows[names[-1]].is_null().arg_true()):
-            raise refuse(path, int(line_nos[int(short[0])]), "truncated", f"the SB row ends before {names[-1]}")
     else:
         rows = pl.DataFrame(schema=dict.fromkeys(names, pl.String()))
 

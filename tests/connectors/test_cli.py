@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import polars as pl
+import pytest
 import typer
 from typer.testing import CliRunner
 
@@ -66,3 +67,36 @@ def test_an_unknown_format_name_is_a_usage_error() -> None:
     result = CliRunner().invoke(_app(), ["parse", str(FIXTURES / "ofx/ofxparse_bank_medium.ofx"), "--format", "qif"])
     assert result.exit_code == 2
     assert "unknown statement format" in result.output
+
+
+@pytest.mark.parametrize(
+    ("fixture", "fmt", "expected"),
+    [
+        # Adyen batch 42: three Settled lines net 98.20 + 25.01 + 45.40 = 168.61 EUR; the payout 83.49.
+        ("adyen/settlement_detail_report_batch_42.csv", "adyen", ("PAYMENT", "168.61", "-83.49", "payouts_checked=1")),
+        # PayPal STL: USD payments gross 100.00 + 25.99 = 125.99, the yen payment 12000 JPY.
+        ("paypal_stl/STL-20261102.01.009.CSV", "paypal_stl", ("125.99", "12000", "JPY", "sections=1")),
+        # MT942: credits 1250.00 + 75.50 = 1325.50 EUR.
+        ("mt942/interim_eur.sta", "mt942", ("1325.50", "-300.00", "FEE")),
+        # camt.054.001.08: the refund's net -25.50 USD and the reversal -80.00.
+        ("camt054/notification_v08_usd.xml", "camt054", ("-25.50", "-80.00", "REVERSAL")),
+    ],
+)
+def test_parse_detects_each_new_format(tmp_path: Path, fixture: str, fmt: str, expected: tuple[str, ...]) -> None:
+    out = tmp_path / "lines.parquet"
+    result = CliRunner().invoke(_app(), ["parse", str(FIXTURES / fixture), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    text = result.output.replace("\n", " ")
+    assert f": {fmt}," in text and "control totals: ok" in text
+    for needle in expected:
+        assert needle in text, (needle, result.output)
+    assert dict(pl.read_parquet(out).schema) == LINE_SCHEMA
+
+
+def test_a_refused_settlement_report_exits_1_with_its_line(tmp_path: Path) -> None:
+    source = (FIXTURES / "paypal_stl/STL-20261102.01.009.CSV").read_text()
+    bad = tmp_path / "STL-20261102.01.009.CSV"
+    bad.write_text(source.replace('"SC",5', '"SC",4'))
+    result = CliRunner().invoke(_app(), ["parse", str(bad)])
+    assert result.exit_code == 1
+    assert "STL-20261102.01.009.CSV:12: control_total_mismatch" in result.output.replace("\n", "")

@@ -305,6 +305,17 @@ class InSet(ColumnMapCheck):
     def unexpected_sql(self) -> str:
         return f"{_q(self.column)} NOT IN ({', '.join(_lit(v) for v in self.values)})"
 
+    def run_duckdb(
+        self, con: duckdb.DuckDBPyConnection, table: str, location_column: str, count: int | None = None
+    ) -> Outcome:
+        # A closed vocabulary has few distinct values: grouping by them and checking each against
+        # the set costs far less than testing every row against a long IN list (the 150 currencies).
+        c = _q(self.column)
+        distinct = con.execute(f"SELECT {c}, count(*) FROM {table} WHERE {c} IS NOT NULL GROUP BY {c}").fetchall()
+        allowed = set(self.values)
+        unexpected = sum(int(n) for value, n in distinct if value not in allowed)
+        return super().run_duckdb(con, table, location_column, unexpected)
+
 
 @dataclass(frozen=True, eq=False)
 class Between(ColumnMapCheck):

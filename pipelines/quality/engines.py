@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
-from pipelines.quality.checks import Check, ColumnMapCheck, ColumnsMatch, ColumnType, Outcome, SumEquals, Unique
+from pipelines.quality.checks import Check, ColumnMapCheck, ColumnsMatch, ColumnType, InSet, Outcome, SumEquals, Unique
 
 if TYPE_CHECKING:
     from great_expectations.core.expectation_validation_result import ExpectationSuiteValidationResult
@@ -74,7 +74,7 @@ def run_duckdb(frame: pl.DataFrame, checks: Sequence[Check], *, location_column:
         # default level copies every string column first (a second per ten million rows).
         con.register("t", frame.with_row_index(ROW).to_arrow(compat_level=pl.CompatLevel.newest()))
         # Every row-wise check is counted in one scan of the table; only failures query again.
-        single = [c for c in checks if isinstance(c, ColumnMapCheck) and not isinstance(c, Unique)]
+        single = [c for c in checks if isinstance(c, ColumnMapCheck) and not isinstance(c, Unique | InSet)]
         counts: dict[int, int] = {}
         if single:
             select = ", ".join(f"count(*) FILTER (WHERE {c.where_sql()})" for c in single)

@@ -1,0 +1,318 @@
+"""Benchmark of the T+1 batch path against two baselines, side by side in one run.
+
+    .venv/bin/python bench/batch.py --payments 1000000 [--payments 10000000] [--readme]
+
+For each size, a simulated business day (all four channels, default faults) is generated once into
+the git-ignored `.cache/bench/` and then three variants run on the same files, each in its own
+subprocess so that its wall time and peak RSS (`os.wait4` of that child) are its own:
+
+- `recon`: payrecon's real path, `run_day` as `payrecon recon` runs it: strict typed loading, the
+  quality gate, the rule-compiled DuckDB matching with carry-forward, warehouse persistence
+  (Parquet partitions, breaks, outbox), breaks.csv/parquet, summary.json and the finance reports.
+  Data Docs (GX's HTML rendering of the gate's results) are left out and timed apart.
+- `duckdb`: a bare DuckDB full outer join of the same CSV files on (channel, payment_id) plus a
+  one-CASE classification, breaks written to CSV: the floor for "files to breaks" in DuckDB.
+- `pandas`: the obvious pandas version: read_csv, outer merge, np.select, to_csv.
+
+The day uses the rule files with `parser: payrecon_csv` (a copy under .cache/bench/rules_csv), so all
+three read the same plain CSV; `--native` also times the real path on the channels' native formats
+(zip/GBK, gzip, camt.053 XML) and reports parsing apart from matching.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+CACHE = REPO / ".cache" / "bench"
+DAY = date(2026, 11, 2)
+SEED = 7
+
+
+# --- data ------------------------------------------------------------------------------------------
+def csv_rules() -> Path:
+    """The shipped rules with every parser switched to payrecon_csv."""
+    target = CACHE / "rules_csv"
+    target.mkdir(parents=True, exist_ok=True)
+    for path in sorted((REPO / "rules").glob("*.yaml")):
+        lines = [
+            "parser: payrecon_csv" if line.startswith("parser:") else line
+            for line in path.read_text(encoding="utf-8").splitlines()
+        ]
+        (target / path.name).write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return target
+
+
+def dataset(payments: int, *, native: bool) -> tuple[Path, Path | None]:
+    """The day's root (generated once) and the rules folder it was generated with (None: shipped)."""
+    name = f"{'native' if native else 'csv'}-{payments}"
+    root = CACHE / name
+    rules = None if native else csv_rules()
+    if not (root / DAY.isoformat() / "internal" / "payments.csv").exists():
+        shutil.rmtree(root, ignore_errors=True)
+        code = (
+            "from datetime import date; from pathlib import Path; "
+            "from pipelines.simulate.generator import simulate; "
+            f"simulate(start=date.fromisoformat({DAY.isoformat()!r}), days=1, payments={payments}, seed={SEED}, "
+            f"out_root=Path({str(root)!r}), rules_dir={None if rules is None else repr(str(rules))} and "
+            f"Path({str(rules)!r}))"
+        )
+        print(f"generating {name} ...", flush=True)
+        subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)
+    return root, rules
+
+
+# --- variants (each runs in a child process) ---------------------------------------------------------
+def variant_recon(root: Path, out: Path, rules: Path | None) -> dict[str, Any]:
+    from pipelines.batch.day import run_day
+
+    marks: list[tuple[str, float]] = []
+    started = time.perf_counter()
+    run_day(
+        DAY,
+        root,
+        out,
+        rules_dir=rules,
+        data_docs=False,
+        progress=lambda step: marks.append((step, time.perf_counter())),
+    )
+    ended = time.perf_counter()
+    steps: dict[str, float] = {}
+    points = [*marks, ("end", ended)]
+    for (name, at), (_, nxt) in itertools.pairwise(points):
+        steps[name] = round(nxt - at, 2)
+    steps["startup"] = round(marks[0][1] - started, 2) if marks else 0.0
+    return {"steps": steps}
+
+
+def _status_case(column: str) -> str:
+    from pipelines.matching.rules import load_rules
+
+    codes: dict[str, str] = {}
+    for rule in load_rules().values():
+        codes.update({code: status.value for code, status in rule.status_map.items()})
+    arms = " ".join(f"WHEN '{code}' THEN '{status}'" for code, status in sorted(codes.items()))
+    return f"CASE {column} {arms} END"
+
+
+def variant_duckdb(root: Path, out: Path, rules: Path | None) -> dict[str, Any]:
+    import duckdb
+
+    day = root / DAY.isoformat()
+    files = sorted(str(p) for p in (day / "channels").glob("*/*"))
+    con = duckdb.connect()
+    out.mkdir(parents=True, exist_ok=True)
+    con.execute(f"""
+        CREATE TABLE i AS SELECT * FROM read_csv('{day}/internal/payments.csv', header = true, columns = {{
+            'payment_id': 'VARCHAR', 'biz_type': 'VARCHAR', 'parent_payment_id': 'VARCHAR', 'merchant_id': 'VARCHAR',
+            'account_id': 'VARCHAR', 'channel': 'VARCHAR', 'channel_txn_id': 'VARCHAR', 'amount_minor': 'BIGINT',
+            'currency': 'VARCHAR', 'fee_minor': 'BIGINT', 'status': 'VARCHAR', 'created_at': 'TIMESTAMPTZ',
+            'updated_at': 'TIMESTAMPTZ', 'trace_id': 'VARCHAR'}})""").fetchall()
+    con.execute(f"""
+        CREATE TABLE l AS
+        SELECT regexp_extract(filename, '/channels/([a-z0-9_]+)/', 1) AS channel, channel_txn_id, payment_id,
+               line_type, currency, channel_status,
+               (gross * CASE currency WHEN 'JPY' THEN 1 ELSE 100 END)::BIGINT AS gross_minor,
+               (fee * CASE currency WHEN 'JPY' THEN 1 ELSE 100 END)::BIGINT AS fee_minor
+        FROM read_csv({files!r}, header = true, comment = '#', filename = true, columns = {{
+            'channel_txn_id': 'VARCHAR', 'payment_id': 'VARCHAR', 'line_type': 'VARCHAR', 'gross': 'DECIMAL(18,2)',
+            'fee': 'DECIMAL(18,2)', 'net': 'DECIMAL(18,2)', 'currency': 'VARCHAR', 'booked_at': 'VARCHAR',
+            'value_date': 'VARCHAR', 'channel_status': 'VARCHAR'}})""").fetchall()
+    status = _status_case("l.channel_status")
+    con.execute(f"""
+        COPY (
+          WITH j AS (
+            SELECT coalesce(i.channel, l.channel) AS channel, i.payment_id AS ours, l.payment_id AS theirs,
+                   l.channel_txn_id, i.status, {status} AS c_status, i.currency AS i_cur, l.currency AS c_cur,
+                   CASE WHEN i.biz_type IN ('PAY', 'TOPUP') THEN i.amount_minor ELSE -i.amount_minor END AS amount,
+                   l.gross_minor, i.fee_minor AS i_fee, l.fee_minor AS c_fee, i.biz_type IN ('PAY', 'TOPUP') AS credit
+            FROM i FULL OUTER JOIN l ON i.payment_id = l.payment_id AND i.channel = l.channel)
+          SELECT * FROM (
+            SELECT channel, ours, channel_txn_id, amount, gross_minor,
+              CASE WHEN ours IS NULL THEN CASE WHEN c_status = 'SUCCEEDED' THEN 'MISSING_INTERNAL' END
+                   WHEN theirs IS NULL THEN CASE WHEN status = 'SUCCEEDED' THEN 'MISSING_AT_CHANNEL' END
+                   WHEN i_cur <> c_cur THEN 'CURRENCY_MISMATCH'
+                   WHEN (status = 'SUCCEEDED') <> (c_status = 'SUCCEEDED') THEN 'STATUS_MISMATCH'
+                   WHEN gross_minor <> amount THEN
+                     CASE WHEN credit AND gross_minor < amount THEN 'PARTIAL_PAYMENT' ELSE 'AMOUNT_MISMATCH' END
+                   WHEN c_fee <> i_fee THEN 'FEE_MISMATCH' END AS kind
+            FROM j) WHERE kind IS NOT NULL ORDER BY channel, kind, ours, channel_txn_id
+        ) TO '{out}/breaks.csv' (HEADER)""").fetchall()
+    rows = con.execute("SELECT (SELECT count(*) FROM i), (SELECT count(*) FROM l)").fetchall()[0]
+    return {"internal_rows": rows[0], "lines": rows[1]}
+
+
+def variant_pandas(root: Path, out: Path, rules: Path | None) -> dict[str, Any]:
+    import numpy as np
+    import pandas as pd
+
+    from pipelines.matching.rules import load_rules
+
+    day = root / DAY.isoformat()
+    ours = pd.read_csv(day / "internal" / "payments.csv", dtype={"channel_txn_id": str, "parent_payment_id": str})
+    parts = []
+    for path in sorted((day / "channels").glob("*/*")):
+        frame = pd.read_csv(path, comment="#", dtype={"channel_txn_id": str, "payment_id": str})
+        frame["channel"] = path.parent.name
+        parts.append(frame)
+    lines = pd.concat(parts, ignore_index=True)
+    # The obvious way: floats times the exponent, rounded back to integers.
+    scale = np.where(lines["currency"] == "JPY", 1, 100)
+    lines["gross_minor"] = (lines["gross"] * scale).round().astype("int64")
+    lines["fee_minor"] = (lines["fee"] * scale).round().astype("int64")
+    codes: dict[str, str] = {}
+    for rule in load_rules().values():
+        codes.update({code: status.value for code, status in rule.status_map.items()})
+    lines["c_status"] = lines["channel_status"].map(codes)
+    m = ours.merge(lines, on=["channel", "payment_id"], how="outer", suffixes=("", "_c"), indicator=True)
+    credit = m["biz_type"].isin(["PAY", "TOPUP"])
+    amount = np.where(credit, m["amount_minor"], -m["amount_minor"])
+    ok_i, ok_c = m["status"] == "SUCCEEDED", m["c_status"] == "SUCCEEDED"
+    kind = np.select(
+        [
+            (m["_merge"] == "right_only") & ok_c,
+            (m["_merge"] == "left_only") & ok_i,
+            (m["_merge"] == "both") & (m["currency"] != m["currency_c"]),
+            (m["_merge"] == "both") & (ok_i != ok_c),
+            (m["_merge"] == "both") & (m["gross_minor"] != amount) & credit & (m["gross_minor"] < amount),
+            (m["_merge"] == "both") & (m["gross_minor"] != amount),
+            (m["_merge"] == "both") & (m["fee_minor_c"] != m["fee_minor"]),
+        ],
+        [
+            "MISSING_INTERNAL",
+            "MISSING_AT_CHANNEL",
+            "CURRENCY_MISMATCH",
+            "STATUS_MISMATCH",
+            "PARTIAL_PAYMENT",
+            "AMOUNT_MISMATCH",
+            "FEE_MISMATCH",
+        ],
+        default="",
+    )
+    m["kind"] = kind
+    out.mkdir(parents=True, exist_ok=True)
+    breaks = m.loc[m["kind"] != "", ["channel", "kind", "payment_id", "channel_txn_id", "amount_minor", "gross_minor"]]
+    breaks.sort_values(["channel", "kind", "payment_id"]).to_csv(out / "breaks.csv", index=False)
+    return {"internal_rows": len(ours), "lines": len(lines)}
+
+
+VARIANTS = {"recon": variant_recon, "duckdb": variant_duckdb, "pandas": variant_pandas}
+
+
+# --- the parent: run, measure, report --------------------------------------------------------------
+def measure(variant: str, root: Path, out: Path, rules: Path | None) -> dict[str, Any]:
+    """Run one variant in a child process; its wall time (s), peak RSS (MiB) and its own report."""
+    shutil.rmtree(out, ignore_errors=True)
+    args = [sys.executable, __file__, "--child", variant, "--root", str(root), "--out", str(out)]
+    if rules is not None:
+        args += ["--rules", str(rules)]
+    started = time.perf_counter()
+    proc = subprocess.Popen(args, cwd=REPO, stdout=subprocess.PIPE, text=True)
+    stdout = proc.stdout.read() if proc.stdout else ""
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - started
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        raise RuntimeError(f"variant {variant} failed with exit code {proc.returncode}")
+    report = json.loads(stdout.strip().splitlines()[-1])
+    return {"variant": variant, "wall_s": round(wall, 2), "peak_rss_mib": round(usage.ru_maxrss / 1024), **report}
+
+
+def run_size(payments: int, *, native: bool) -> list[dict[str, Any]]:
+    root, rules = dataset(payments, native=native)
+    work = CACHE / "runs" / f"{'native' if native else 'csv'}-{payments}"
+    variants = ["recon"] if native else ["recon", "duckdb", "pandas"]
+    results = [measure(v, root, work / v, rules) for v in variants]
+    for r in results:
+        r["payments"] = payments
+        r["files"] = "native" if native else "payrecon_csv"
+    return results
+
+
+def table(results: list[dict[str, Any]]) -> str:
+    lines = [
+        "| payments/day | files | variant | wall s | peak RSS MiB | vs bare DuckDB | pandas / this |",
+        "|---:|---|---|---:|---:|---:|---:|",
+    ]
+    for r in results:
+        same = [x for x in results if x["payments"] == r["payments"] and x["files"] == r["files"]]
+        duck = next((x for x in same if x["variant"] == "duckdb"), None)
+        pandas = next((x for x in same if x["variant"] == "pandas"), None)
+        vs_duck = f"{r['wall_s'] / duck['wall_s']:.2f}x" if duck else "-"
+        vs_pandas = f"{pandas['wall_s'] / r['wall_s']:.1f}x" if pandas else "-"
+        lines.append(
+            f"| {r['payments']:,} | {r['files']} | {r['variant']} | {r['wall_s']:.2f} | {r['peak_rss_mib']:,} "
+            f"| {vs_duck} | {vs_pandas} |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--payments", type=int, action="append", help="payments per day (repeatable)")
+    parser.add_argument("--native", action="store_true", help="also time recon on the native formats")
+    parser.add_argument("--readme", action="store_true", help="write the figures into bench/README.md")
+    parser.add_argument("--child", choices=sorted(VARIANTS), help=argparse.SUPPRESS)
+    parser.add_argument("--root", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--rules", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        report = VARIANTS[args.child](args.root, args.out, args.rules)
+        print(json.dumps(report))
+        return
+    sizes = args.payments or [1_000_000]
+    results: list[dict[str, Any]] = []
+    for payments in sizes:
+        results += run_size(payments, native=False)
+        if args.native:
+            results += run_size(payments, native=True)
+    print(table(results))
+    for r in results:
+        if "steps" in r:
+            print(f"recon steps ({r['payments']:,}, {r['files']}): {r['steps']}")
+    (CACHE / "last.json").write_text(json.dumps(results, indent=2) + "\n")
+    if args.readme:
+        write_readme(results, sizes, args.native)
+
+
+def write_readme(results: list[dict[str, Any]], sizes: list[int], native: bool) -> None:
+    command = "    .venv/bin/python bench/batch.py " + " ".join(f"--payments {n}" for n in sizes)
+    command += " --native" if native else ""
+    steps = "\n".join(
+        f"- recon steps at {r['payments']:,} ({r['files']}), seconds: {r['steps']}" for r in results if "steps" in r
+    )
+    section = f"""## T+1 batch (bench/batch.py)
+
+{command} --readme
+
+Machine: {os.cpu_count()} cores. Each variant runs in its own process on the same files of one simulated
+business day (four channels, default faults); wall time and peak RSS are that process's.
+
+{table(results)}
+
+{steps}
+"""
+    readme = REPO / "bench" / "README.md"
+    text = readme.read_text(encoding="utf-8") if readme.exists() else "# Benchmarks\n\n"
+    start = text.find("## T+1 batch (bench/batch.py)")
+    if start >= 0:
+        end = text.find("\n## ", start + 1)
+        text = text[:start] + section + (text[end + 1 :] if end >= 0 else "")
+    else:
+        text = text.rstrip("\n") + "\n\n" + section
+    readme.write_text(text, encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()

@@ -10,6 +10,7 @@ subprocess so that its wall time and peak RSS (`os.wait4` of that child) are its
   quality gate, the rule-compiled DuckDB matching with carry-forward, warehouse persistence
   (Parquet partitions, breaks, outbox), breaks.csv/parquet, summary.json and the finance reports.
   Data Docs (GX's HTML rendering of the gate's results) are left out and timed apart.
+- `recon-gate-duckdb`: the same with the gate on its DuckDB engine (its own choice from 1M rows a table).
 - `duckdb`: a bare DuckDB full outer join of the same CSV files on (channel, payment_id) plus a
   one-CASE classification, breaks written to CSV: the floor for "files to breaks" in DuckDB.
 - `pandas`: the obvious pandas version: read_csv, outer merge, np.select, to_csv.
@@ -73,9 +74,42 @@ def dataset(payments: int, *, native: bool) -> tuple[Path, Path | None]:
 
 
 # --- variants (each runs in a child process) ---------------------------------------------------------
-def variant_recon(root: Path, out: Path, rules: Path | None) -> dict[str, Any]:
+def _attribute(costs: dict[str, float]) -> None:
+    """Wrap the stages of the day job so the child reports where its time went (seconds): the
+    collaborators' gate and reports apart from parsing, matching and persisting."""
+    from connectors.warehouse import Warehouse
+    from pipelines.batch import day, gates
+
+    def timed(name: str, fn: Any) -> Any:
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            started = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                costs[name] = round(costs.get(name, 0.0) + time.perf_counter() - started, 2)
+
+        return wrapper
+
+    stages = {
+        "load internal": (day, "read_internal"),
+        "parse files": (day, "parse_channel_file"),
+        "match": (day, "match_channel"),
+        "quality gate": (gates, "check_statement"),
+        "quality gate ": (gates, "check_internal"),
+        "quality gate  ": (gates, "check_outputs"),
+        "reports": (gates, "reports"),
+    }
+    for name, (module, attr) in stages.items():
+        setattr(module, attr, timed(name.strip(), getattr(module, attr)))
+    Warehouse.write_partition = timed("stage parquet", Warehouse.write_partition)  # type: ignore[method-assign]
+    Warehouse.save_channel_day = timed("persist", Warehouse.save_channel_day)  # type: ignore[method-assign]
+
+
+def variant_recon(root: Path, out: Path, rules: Path | None, quality_engine: str = "auto") -> dict[str, Any]:
     from pipelines.batch.day import run_day
 
+    costs: dict[str, float] = {}
+    _attribute(costs)
     marks: list[tuple[str, float]] = []
     started = time.perf_counter()
     run_day(
@@ -84,6 +118,7 @@ def variant_recon(root: Path, out: Path, rules: Path | None) -> dict[str, Any]:
         out,
         rules_dir=rules,
         data_docs=False,
+        quality_engine=quality_engine,
         progress=lambda step: marks.append((step, time.perf_counter())),
     )
     ended = time.perf_counter()
@@ -92,7 +127,7 @@ def variant_recon(root: Path, out: Path, rules: Path | None) -> dict[str, Any]:
     for (name, at), (_, nxt) in itertools.pairwise(points):
         steps[name] = round(nxt - at, 2)
     steps["startup"] = round(marks[0][1] - started, 2) if marks else 0.0
-    return {"steps": steps}
+    return {"steps": steps, "costs": dict(sorted(costs.items(), key=lambda kv: -kv[1]))}
 
 
 def _status_case(column: str) -> str:
@@ -206,7 +241,18 @@ def variant_pandas(root: Path, out: Path, rules: Path | None) -> dict[str, Any]:
     return {"internal_rows": len(ours), "lines": len(lines)}
 
 
-VARIANTS = {"recon": variant_recon, "duckdb": variant_duckdb, "pandas": variant_pandas}
+def variant_recon_duckdb_gate(root: Path, out: Path, rules: Path | None) -> dict[str, Any]:
+    """The same path with the quality gate forced to its DuckDB engine (what `auto` picks from 1M
+    rows per table, i.e. for every file at 10M payments a day)."""
+    return variant_recon(root, out, rules, quality_engine="duckdb")
+
+
+VARIANTS = {
+    "recon": variant_recon,
+    "recon-gate-duckdb": variant_recon_duckdb_gate,
+    "duckdb": variant_duckdb,
+    "pandas": variant_pandas,
+}
 
 
 # --- the parent: run, measure, report --------------------------------------------------------------
@@ -231,7 +277,7 @@ def measure(variant: str, root: Path, out: Path, rules: Path | None) -> dict[str
 def run_size(payments: int, *, native: bool) -> list[dict[str, Any]]:
     root, rules = dataset(payments, native=native)
     work = CACHE / "runs" / f"{'native' if native else 'csv'}-{payments}"
-    variants = ["recon"] if native else ["recon", "duckdb", "pandas"]
+    variants = ["recon-gate-duckdb"] if native else ["recon", "recon-gate-duckdb", "duckdb", "pandas"]
     results = [measure(v, root, work / v, rules) for v in variants]
     for r in results:
         r["payments"] = payments
@@ -281,6 +327,8 @@ def main() -> None:
     for r in results:
         if "steps" in r:
             print(f"recon steps ({r['payments']:,}, {r['files']}): {r['steps']}")
+            print(f"recon costs ({r['payments']:,}, {r['files']}): {r['costs']}")
+    (CACHE / "last.json").parent.mkdir(parents=True, exist_ok=True)
     (CACHE / "last.json").write_text(json.dumps(results, indent=2) + "\n")
     if args.readme:
         write_readme(results, sizes, args.native)
@@ -290,13 +338,16 @@ def write_readme(results: list[dict[str, Any]], sizes: list[int], native: bool) 
     command = "    .venv/bin/python bench/batch.py " + " ".join(f"--payments {n}" for n in sizes)
     command += " --native" if native else ""
     steps = "\n".join(
-        f"- recon steps at {r['payments']:,} ({r['files']}), seconds: {r['steps']}" for r in results if "steps" in r
+        f"- recon at {r['payments']:,} ({r['files']}), seconds per step: {r['steps']}; by stage: {r['costs']}"
+        for r in results
+        if "steps" in r
     )
     section = f"""## T+1 batch (bench/batch.py)
 
 {command} --readme
 
-Machine: {os.cpu_count()} cores. Each variant runs in its own process on the same files of one simulated
+Machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at the end (other work shared the
+machine, so absolute seconds are noisy; the ratios come from the same run). Each variant runs in its own process on the same files of one simulated
 business day (four channels, default faults); wall time and peak RSS are that process's.
 
 {table(results)}

@@ -181,9 +181,12 @@ def parse(path: Path, *, channel: str, business_date: date | None = None) -> Par
         what = "neither Net Debit nor Net Credit" if sides[i] == 0 else "both Net Debit and Net Credit"
         raise refuse(path, i + 2, "missing_field" if sides[i] == 0 else "bad_record", f"the row has {what}")
     net = net_credit.fill_null(0) - net_debit.fill_null(0)
-    fee = pl.Series("fee", [0] * n, dtype=pl.Int64)
+    fee = pl.repeat(0, n, dtype=pl.Int64, eager=True).alias("fee")
     for c in FEE_COLUMNS:
-        fee = fee + amounts_by_currency(path, rows[c], net_cur, line_nos, NAME, c, allow_empty=True).fill_null(0)
+        # Blended pricing fills only Commission, Interchange++ only the other three: an all-empty
+        # column adds nothing and is not worth a strict parse of every cell.
+        if (rows[c].str.strip_chars() != "").any():
+            fee = fee + amounts_by_currency(path, rows[c], net_cur, line_nos, NAME, c, allow_empty=True).fill_null(0)
 
     gross_debit_text, gross_credit_text = rows["Gross Debit (GC)"], rows["Gross Credit (GC)"]
     has_gross = (gross_debit_text.str.strip_chars() != "") | (gross_credit_text.str.strip_chars() != "")
@@ -217,7 +220,11 @@ def parse(path: Path, *, channel: str, business_date: date | None = None) -> Par
     booked = (local - (offsets * 1_000_000).cast(pl.Duration("us"))).alias("booked_at")
 
     def col(name: str) -> pl.Series:
-        return null_if_empty(rows[name]) if name in rows.columns else pl.Series(name, [None] * n, dtype=pl.String)
+        return (
+            null_if_empty(rows[name])
+            if name in rows.columns
+            else pl.repeat(None, n, dtype=pl.String, eager=True).alias(name)
+        )
 
     is_mod = kind.is_in(sorted(MODIFICATIONS))
     txn = pl.select(
@@ -249,7 +256,7 @@ def parse(path: Path, *, channel: str, business_date: date | None = None) -> Par
             "currency": net_cur,
             "booked_at": booked,
             "value_date": local.dt.date(),
-            "raw": pl.Series([STATUS] * n, dtype=pl.String),
+            "raw": pl.repeat(STATUS, n, dtype=pl.String, eager=True),
         },
     )
     # After build_frame, so that a line whose own gross - fee != net is named before its batch.

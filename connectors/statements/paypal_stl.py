@@ -71,6 +71,7 @@ from connectors.statements._common import (
     null_if_empty,
     read_bytes,
     refuse,
+    split_lines,
     timestamps,
 )
 from connectors.statements.intake import sha256_bytes
@@ -114,6 +115,7 @@ FOLLOWS: dict[str, frozenset[str]] = {
     "RC": frozenset({"FF"}),
     "FF": frozenset(),
 }
+ALLOWED_PAIRS = frozenset(f"{a}>{b}" for a, follow in FOLLOWS.items() for b in follow)
 # Limits: an STL file holds at most a million transactions (PayPal splits beyond); an amount of more
 # than 18 digits cannot be an Int64.
 amount_digits_max = 18
@@ -191,8 +193,7 @@ def parse(path: Path, *, channel: str, business_date: date | None = None) -> Par
     data = read_bytes(path)
     sha = sha256_bytes(data)
     text = decode(path, data, "utf-8", allow_bom=True)
-    body = text[:-1] if text.endswith("\n") else text
-    lines = pl.Series("line", body.split("\n"), dtype=pl.String)
+    lines = split_lines(text)
     kinds = lines.str.extract(r'^"?([A-Z]{2})"?(?:,|$)', 1)
     if kinds[0] != "RH":
         raise refuse(path, 1, "bad_header", "an STL file starts with its RH report header row")
@@ -202,15 +203,15 @@ def parse(path: Path, *, channel: str, business_date: date | None = None) -> Par
     if kinds.is_in(["RH", "FH"]).all():
         raise refuse(path, len(kinds), "header_only", "report and file headers but no section")
     # The grammar: every row type may only follow the ones FOLLOWS allows; the last row is FF.
-    kind_list = kinds.to_list()
-    for i in range(1, len(kind_list)):
-        if kind_list[i] not in FOLLOWS.get(kind_list[i - 1], frozenset()):
-            raise refuse(path, i + 1, "bad_record", f"a {kind_list[i]} row cannot follow a {kind_list[i - 1]} row")
-    if kind_list[-1] != "FF":
-        raise refuse(path, len(kind_list), "truncated", f"the file ends with a {kind_list[-1]} row, not its FF footer")
+    pairs = (kinds.shift(1) + ">" + kinds).slice(1)
+    if len(bad := (~pairs.is_in(sorted(ALLOWED_PAIRS))).arg_true()):
+        i = int(bad[0]) + 1
+        raise refuse(path, i + 1, "bad_record", f"a {kinds[i]} row cannot follow a {kinds[i - 1]} row")
+    if kinds[-1] != "FF":
+        raise refuse(path, len(kinds), "truncated", f"the file ends with a {kinds[-1]} row, not its FF footer")
 
     # Small rows (headers, footers, counts) through csv; SB rows, the bulk, through Polars below.
-    other = {i + 1: _fields(lines[i]) for i in range(len(kind_list)) if kind_list[i] != "SB"}
+    other = {int(i) + 1: _fields(lines[int(i)]) for i in (kinds != "SB").arg_true()}
     column_headers = [(ln, f[1:]) for ln, f in other.items() if f[0] == "CH"]
     header = column_headers[0][1]
     for ln, names in column_headers:
@@ -229,7 +230,7 @@ def parse(path: Path, *, channel: str, business_date: date | None = None) -> Par
         check_quoted_field_counts(path, lines.gather(sb_idx), line_nos, len(names))
         try:
             rows = pl.read_csv(
-                io.StringIO("\n".join(lines.gather(sb_idx).to_list()) + "\n"),
+                io.BytesIO((lines.gather(sb_idx).str.join("\n")[0] + "\n").encode("utf-8")),
                 has_header=False,
                 schema=dict.fromkeys(names, pl.String()),
                 empty_string_is_null=False,
@@ -276,7 +277,7 @@ def parse(path: Path, *, channel: str, business_date: date | None = None) -> Par
             "fee_dr": pl.select(pl.when(fee_credit).then(0).otherwise(fee_units)).to_series(),
         }
     )
-    controls = _check_footers(path, other, kind_list, frame_units)
+    controls = _check_footers(path, other, len(kinds), frame_units)
 
     gross_iso = _to_iso(path, gross_units, currency, line_nos, "Gross Transaction Amount")
     fee_iso = _to_iso(path, fee_units, currency, line_nos, "Fee Amount")
@@ -310,7 +311,7 @@ def parse(path: Path, *, channel: str, business_date: date | None = None) -> Par
             "booked_at": booked,
             # The date as PayPal wrote it, in the account's own time zone.
             "value_date": when.str.strip_chars().str.slice(0, 10).str.to_date("%Y/%m/%d"),
-            "raw": pl.Series([STATUS] * n, dtype=pl.String),
+            "raw": pl.repeat(STATUS, n, dtype=pl.String, eager=True),
         },
     )
     return ParsedFile(path=path, sha256=sha, format=NAME, frame=frame, controls={**controls, "ok": True})
@@ -322,7 +323,7 @@ def _count(path: Path, line: int, fields: list[str]) -> int:
     return int(fields[1])
 
 
-def _check_footers(path: Path, other: dict[int, list[str]], kinds: list[str], units: pl.DataFrame) -> dict[str, object]:
+def _check_footers(path: Path, other: dict[int, list[str]], n_rows: int, units: pl.DataFrame) -> dict[str, object]:
     """SC, RC, FF counts and SF/RF totals (in the file's units) against the SB rows; the available
     balances where a footer states them."""
     sums = ["gross_cr", "gross_dr", "fee_cr", "fee_dr"]
@@ -398,9 +399,9 @@ def _check_footers(path: Path, other: dict[int, list[str]], kinds: list[str], un
                 )
         elif kind == "FF":
             count = _count(path, line, fields)
-            if count not in (n_sb, len(kinds)):
+            if count not in (n_sb, n_rows):
                 raise refuse(path, line, "control_total_mismatch",
-                             f"FF says {count} rows; the file has {n_sb} SB rows, {len(kinds)} rows in all")  # fmt: skip
+                             f"FF says {count} rows; the file has {n_sb} SB rows, {n_rows} rows in all")  # fmt: skip
     return {"sections": section, "rows": n_sb, "currencies": sorted(report_seen)}
 
 

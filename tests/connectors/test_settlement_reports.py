@@ -284,3 +284,19 @@ def test_field_counts_short_and_long_rows(tmp_path: Path) -> None:
     short = tmp_path / "s.CSV"
     short.write_text("\n".join(rows))
     assert (_refused("paypal_stl", short).reason, _refused("paypal_stl", short).line) == ("truncated", 9)
+
+
+def test_paypal_stl_two_sections_and_report_totals(tmp_path: Path) -> None:
+    rows = STL.read_text().rstrip("\n").split("\n")
+    section = rows[2:12]  # SH .. SC, 5 SB rows
+    # RF over both sections: USD 2 x (12599, 10000, 130, 424); balance 100000 + 2 x 2305 = 104610;
+    # JPY 2 x (1200000, 0, 0, 44000); balance 0 + 2 x 1156000 = 2312000. RC = 10 SB rows.
+    footer = ['"RF","USD",25198,20000,260,848,"CR",100000,"CR",104610',
+              '"RF","JPY",2400000,0,0,88000,"CR",0,"CR",2312000', '"RC",10', '"FF",10']  # fmt: skip
+    path = tmp_path / "two.CSV"
+    path.write_text("\n".join([*rows[:2], *section, *section, *footer]) + "\n")
+    pf = get_format("paypal_stl").parse(path, channel="paypal")
+    assert pf.frame.height == 10 and pf.controls["sections"] == 2
+    assert pf.frame["line_no"].to_list() == [5, 6, 7, 8, 9, 15, 16, 17, 18, 19]
+    path.write_text(path.read_text().replace('"RC",10', '"RC",5'))
+    assert (_refused("paypal_stl", path).reason, _refused("paypal_stl", path).line) == ("control_total_mismatch", 25)

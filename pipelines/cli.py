@@ -30,6 +30,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "connectors.statements.cli",
     "pipelines.batch.cli",
     "pipelines.stream.cli",
+    "pipelines.quality.cli",
+    "pipelines.report.cli",
 )
 
 

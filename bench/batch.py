@@ -280,6 +280,8 @@ def run_size(payments: int, *, native: bool) -> list[dict[str, Any]]:
     variants = ["recon-gate-duckdb"] if native else ["recon", "recon-gate-duckdb", "duckdb", "pandas"]
     results = [measure(v, root, work / v, rules) for v in variants]
     for r in results:
+        # The 5-minute load average at the end of the size's runs: how busy the machine was meanwhile.
+        r["load_avg_5m"] = round(os.getloadavg()[1], 1)
         r["payments"] = payments
         r["files"] = "native" if native else "payrecon_csv"
     return results
@@ -308,6 +310,9 @@ def main() -> None:
     parser.add_argument("--payments", type=int, action="append", help="payments per day (repeatable)")
     parser.add_argument("--native", action="store_true", help="also time recon on the native formats")
     parser.add_argument("--readme", action="store_true", help="write the figures into bench/README.md")
+    parser.add_argument(
+        "--readme-from-last", action="store_true", help="write the last run's figures (.cache/bench/last.json) only"
+    )
     parser.add_argument("--child", choices=sorted(VARIANTS), help=argparse.SUPPRESS)
     parser.add_argument("--root", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
@@ -318,6 +323,10 @@ def main() -> None:
         print(json.dumps(report))
         return
     sizes = args.payments or [1_000_000]
+    if args.readme_from_last:
+        last = json.loads((CACHE / "last.json").read_text())
+        write_readme(last, sorted({r["payments"] for r in last}), any(r["files"] == "native" for r in last))
+        return
     results: list[dict[str, Any]] = []
     for payments in sizes:
         results += run_size(payments, native=False)
@@ -346,8 +355,9 @@ def write_readme(results: list[dict[str, Any]], sizes: list[int], native: bool) 
 
 {command} --readme
 
-Machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at the end (other work shared the
-machine, so absolute seconds are noisy; the ratios come from the same run). Each variant runs in its own process on the same files of one simulated
+Machine: {os.cpu_count()} cores, 5-minute load average {max(r.get("load_avg_5m", 0) for r in results)} at the
+end of the runs (other work shared the machine, so absolute seconds are noisy; the ratios come from
+the same run). Each variant runs in its own process on the same files of one simulated
 business day (four channels, default faults); wall time and peak RSS are that process's.
 
 {table(results)}

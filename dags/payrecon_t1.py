@@ -1,6 +1,6 @@
 """payrecon_t1: the T+1 reconciliation of one business day, one mapped task group per channel.
 
-    plan ─▶ stage_internal ─▶ channel[c] (mapped per channel):
+    plan ─▶ stage_internal (returns the channels) ─▶ channel[c] (mapped per channel):
                                 wait_for_files ─▶ take_in (parse, validate, stage) ─▶ reconcile
                                 (match, persist breaks and the outbox in one transaction)
                              ─▶ report (breaks.csv, breaks.parquet, summary.json, report.xlsx/html)
@@ -82,11 +82,6 @@ def payrecon_t1() -> None:
     @task
     def plan() -> dict[str, Any]:
         """Resolve the business date, the paths and the channels of this run (no clock read)."""
-        from pathlib import Path
-
-        from pipelines.batch.day import DayPaths, discover_channels
-        from pipelines.matching.rules import load_rules
-
         context = get_current_context()
         params = context["params"]
         day = params.get("business_date")
@@ -95,31 +90,26 @@ def payrecon_t1() -> None:
             if logical is None:
                 raise ValueError("no business_date param and no logical date: trigger with a logical date or the param")
             day = logical.date().isoformat()
-        from datetime import date
-
-        paths = DayPaths(Path(params["input_root"]), Path(params["out_root"]), date.fromisoformat(day))
-        channels = discover_channels(paths, load_rules(), list(params["channels"]) or None)
         return {
             "business_date": day,
             "input_root": str(params["input_root"]),
             "out_root": str(params["out_root"]),
             "warehouse": str(params["warehouse"]),
-            "channels": channels,
+            "channels": list(params["channels"]),
             "quality_engine": params["quality_engine"],
             "data_docs": bool(params["data_docs"]),
         }
 
     @task
-    def channel_list(plan: dict[str, Any]) -> list[str]:
-        return list(plan["channels"])
-
-    @task
-    def stage_internal(plan: dict[str, Any]) -> dict[str, int]:
-        """Read and gate internal/payments.csv once; stage our records per channel."""
+    def stage_internal(plan: dict[str, Any]) -> list[str]:
+        """Read and gate internal/payments.csv once; stage our records per channel. Returns the
+        channels to reconcile: the requested ones, else those with files or records of ours."""
         from pipelines.batch.day import prepare_day
+        from pipelines.matching.rules import load_rules
 
         with _warehouse(plan) as wh:
-            return prepare_day(wh, _paths(plan), plan["channels"])
+            staged = prepare_day(wh, _paths(plan), load_rules(), plan["channels"] or None)
+        return sorted(staged)
 
     @task_group(group_id="channel")
     def per_channel(plan: dict[str, Any], channel: str) -> None:
@@ -158,19 +148,18 @@ def payrecon_t1() -> None:
         reconcile(plan, channel, intake)
 
     @task
-    def report(plan: dict[str, Any]) -> dict[str, str]:
+    def report(plan: dict[str, Any], channels: list[str]) -> dict[str, str]:
         """Write the day's breaks, summary and reports from the warehouse."""
         from pipelines.batch.day import finalize_day
 
         with _warehouse(plan) as wh:
-            written = finalize_day(wh, _paths(plan), plan["channels"])
+            written = finalize_day(wh, _paths(plan), channels)
         return {name: str(path) for name, path in written.items()}
 
     the_plan = plan()
-    staged = stage_internal(the_plan)
-    groups = per_channel.partial(plan=the_plan).expand(channel=channel_list(the_plan))
-    staged >> groups
-    groups >> report(the_plan)
+    channels = stage_internal(the_plan)
+    groups = per_channel.partial(plan=the_plan).expand(channel=channels)
+    groups >> report(the_plan, channels)
 
 
 DAG_T1 = payrecon_t1()

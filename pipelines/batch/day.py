@@ -105,20 +105,33 @@ def default_warehouse(out_root: Path) -> Path:
     return out_root / "warehouse.duckdb"
 
 
-def discover_channels(paths: DayPaths, rules: dict[str, Rule], requested: list[str] | None = None) -> list[str]:
-    """The channels to reconcile: `requested`, else every channel with a rule and a folder of files
-    for the day. A requested channel without a rule file is an error naming it."""
+def discover_channels(
+    paths: DayPaths, rules: dict[str, Rule], requested: list[str] | None = None, internal: set[str] | None = None
+) -> list[str]:
+    """The channels to reconcile: `requested`, else every channel with a folder of files for the day
+    or with records of ours (`internal`, the channels of payments.csv). A channel without a rule
+    file is an error naming it: its records would otherwise drop out of the counts unseen."""
     if requested:
-        unknown = sorted(set(requested) - set(rules))
-        if unknown:
-            raise ValueError(f"no rule file for channel(s) {', '.join(unknown)}; known: {', '.join(sorted(rules))}")
-        return sorted(set(requested))
-    return sorted(c for c in rules if paths.channel_dir(c).is_dir())
+        chosen = set(requested)
+    else:
+        folders = (
+            {p.name for p in (paths.day_in / "channels").iterdir() if p.is_dir()}
+            if (paths.day_in / "channels").is_dir()
+            else set()
+        )
+        chosen = folders | (internal or set())
+    unknown = sorted(chosen - set(rules))
+    if unknown:
+        raise ValueError(f"no rule file for channel(s) {', '.join(unknown)}; known: {', '.join(sorted(rules))}")
+    return sorted(chosen)
 
 
 # --- step 1 ----------------------------------------------------------------------------------------
-def prepare_day(wh: Warehouse, paths: DayPaths, channels: list[str]) -> dict[str, int]:
-    """Stage our records of `channels` for the day; returns rows staged per channel.
+def prepare_day(
+    wh: Warehouse, paths: DayPaths, rules: dict[str, Rule], requested: list[str] | None = None
+) -> dict[str, int]:
+    """Stage our records for the day, per channel; returns the rows staged for each channel to
+    reconcile (`discover_channels`: the requested ones, else those with files or with records).
 
     Raises InputFileError when payments.csv is unreadable or fails the quality gate: without our
     side nothing can be reconciled, so the day stops with the file, line and reason.
@@ -133,6 +146,7 @@ def prepare_day(wh: Warehouse, paths: DayPaths, channels: list[str]) -> dict[str
         gates.data_docs([result], paths.day_out / "quality" / "internal")
     staged: dict[str, int] = {}
     by_channel = {key[0]: part for key, part in frame.partition_by("channel", as_dict=True).items()}
+    channels = discover_channels(paths, rules, requested, set(by_channel))
     for channel in channels:
         part = by_channel.get(channel, empty_internal()).sort("payment_id")
         wh.write_partition("internal", paths.business_date, channel, part)
@@ -467,11 +481,10 @@ def run_day(
     ("auto", "gx", "duckdb"); `data_docs` False skips the HTML Data Docs. `progress(step: str)` is called per step."""
     rules = load_rules(rules_dir) if rules_dir else load_rules()
     paths = DayPaths(Path(input_root), Path(out_root), business_date, quality_engine, data_docs)
-    chosen = discover_channels(paths, rules, channels)
     with Warehouse(warehouse or default_warehouse(Path(out_root))) as wh:
         if progress:
             progress("internal")
-        prepare_day(wh, paths, chosen)
+        chosen = sorted(prepare_day(wh, paths, rules, channels))
         for channel in chosen:
             if progress:
                 progress(channel)

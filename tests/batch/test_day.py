@@ -229,3 +229,13 @@ def test_100k_payments_equal_truth(tmp_path_factory: pytest.TempPathFactory) -> 
         recon(root, out, day)
         got = truth_keys(out / day.isoformat() / "breaks.csv")
         assert got == truth_keys(root / day.isoformat() / "truth" / "breaks.csv")
+
+
+def test_a_channel_with_records_but_no_files_is_held_not_dropped(small_days: Path, tmp_path: Path) -> None:
+    root = corrupt_copy(small_days, tmp_path / "in")
+    shutil.rmtree(root / START.isoformat() / "channels" / "stripe")
+    result = recon(root, tmp_path / "out", START)
+    stripe = result.summary["channels"]["stripe"]
+    assert stripe["internal"]["rows_in"] > 0
+    assert stripe["internal"]["pending"] == stripe["internal"]["rows_in"]
+    assert [q["reason"] for q in stripe["quarantined"]] == ["no_files"]

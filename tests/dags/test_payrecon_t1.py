@@ -68,8 +68,8 @@ bag = DagBag(dag_folder=str(module.__file__), include_examples=False)
 assert not bag.import_errors, bag.import_errors
 assert "payrecon_t1" in bag.dag_ids
 ids = sorted(t.task_id for t in dag.tasks)
-assert ids == ["channel.reconcile", "channel.take_in", "channel.wait_for_files", "channel_list", "plan",
-               "report", "stage_internal"], ids
+assert ids == ["channel.reconcile", "channel.take_in", "channel.wait_for_files", "plan", "report",
+               "stage_internal"], ids
 take_in = dag.get_task("channel.take_in")
 assert take_in.retries == 3 and take_in.retry_exponential_backoff
 assert "channel.wait_for_files" in take_in.upstream_task_ids

@@ -28,10 +28,12 @@ def recon(
     input_root: Path = typer.Option(..., "--input", help="ROOT holding ROOT/<date>/internal and ROOT/<date>/channels."),
     out_root: Path = typer.Option(..., "--out", help="OUT: writes OUT/<date>/breaks.csv, summary.json and reports."),
     warehouse: Path | None = typer.Option(
-        None, "--warehouse", help="The DuckDB warehouse keeping history across days [default: OUT/warehouse.duckdb]."
+        None, "--warehouse", help="The DuckDB warehouse keeping history across days (default: OUT/warehouse.duckdb)."
     ),
     channels: list[str] | None = typer.Option(
-        None, "--channels", help="Only these channels (repeat or comma-separate); default: every channel with files."
+        None,
+        "--channels",
+        help="Only these channels (repeat or comma-separate); default: every channel with files or records of ours.",
     ),
     quality_engine: str = typer.Option(
         "auto", "--quality-engine", help="Quality gate engine: auto (GX below 1M rows), gx or duckdb."

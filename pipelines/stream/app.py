@@ -54,6 +54,8 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 # Latency above this many ms is counted in the last bucket of the histogram.
 LATENCY_HIST_MAX_MS = 60_000
 PRODUCER_BUFFER_MAX = 10_000
+# Below the broker's default message.max.bytes (1 MiB).
+PRODUCER_BATCH_BYTES = 512 * 1024
 # Kafka's group.min.session.timeout.ms is 6 s by default: the shortest a worker may ask for.
 SESSION_TIMEOUT_S_DEFAULT = 10.0
 
@@ -136,6 +138,10 @@ def create_app(
         # Without a linger every changelog write and output is its own produce request (one round
         # trip each, ~500 records/s); 10 ms lets the producer batch them.
         producer_linger=0.01,
+        # aiokafka holds one open batch per partition and makes the next send wait until a full one
+        # is delivered; a table write per record (~1 KiB of state) fills the 16 KiB default in a few
+        # records, so that wait, not the broker, paced the worker.
+        producer_max_batch_size=PRODUCER_BATCH_BYTES,
         web_enabled=False,
         processing_guarantee="at_least_once",
         # A worker killed with SIGKILL leaves the group only when its session times out; until

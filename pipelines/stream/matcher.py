@@ -82,7 +82,7 @@ NO_CALLBACK_EXPECTED = frozenset({PaymentStatus.FAILED, PaymentStatus.CLOSED})
 WATERMARK_KEY_PREFIX = "\x00wm:"
 # The persisted copy of a watermark may lag the live one by this much event time (ms); a restarted
 # worker only closes windows a little later, which changes no final decision.
-WATERMARK_PERSIST_STEP_MS = 1_000
+WATERMARK_PERSIST_STEP_MS = 60_000
 NO_WATERMARK_MS = -(2**62)
 
 

@@ -47,7 +47,7 @@ def _undisturbed(bootstrap: str, root: Path) -> Collected:
     return collected
 
 
-def _with_kills(bootstrap: str, root: Path, rng: random.Random) -> tuple[Collected, int, list[float]]:
+def _with_kills(bootstrap: str, root: Path, rng: random.Random) -> tuple[Collected, int, list[float], list[int]]:
     topics = Topics(f"t-kill-{uuid.uuid4().hex[:6]}")
     ensure_topics(bootstrap, topics)
     worker = WorkerProcess(topics, bootstrap)
@@ -56,6 +56,7 @@ def _with_kills(bootstrap: str, root: Path, rng: random.Random) -> tuple[Collect
         target=lambda: result.setdefault("stats", asyncio.run(publish_day(bootstrap, topics, root, DAY, speed=SPEED)))
     )
     kills_at: list[float] = []
+    records_at_kill: list[int] = []
     try:
         worker.start()
         started = time.monotonic()
@@ -65,6 +66,7 @@ def _with_kills(bootstrap: str, root: Path, rng: random.Random) -> tuple[Collect
             time.sleep(rng.uniform(3.0, 7.0))
             kills_at.append(time.monotonic() - started)
             worker.kill()
+            records_at_kill.append(asyncio.run(collect(bootstrap, topics)).break_records)
             worker.start()
         replay.join(timeout=120)
         assert "stats" in result, "the replay did not finish"
@@ -74,16 +76,18 @@ def _with_kills(bootstrap: str, root: Path, rng: random.Random) -> tuple[Collect
         worker.stop()
         worker.cleanup()
         asyncio.run(delete_namespace(bootstrap, topics))
-    return collected, worker.starts, kills_at
+    return collected, worker.starts, kills_at, records_at_kill
 
 
 def test_sigkill_during_replay_changes_no_final_break_or_task(tmp_path: Path, kafka_bootstrap: str):
     simulate(start=DAY, days=1, payments=2000, seed=7, out_root=tmp_path)
     calm = _undisturbed(kafka_bootstrap, tmp_path)
     seed = random.randrange(1_000_000)
-    killed, starts, kills_at = _with_kills(kafka_bootstrap, tmp_path, random.Random(seed))
-    context = f"seed={seed} kills at {[round(k, 1) for k in kills_at]} s"
+    killed, starts, kills_at, records_at_kill = _with_kills(kafka_bootstrap, tmp_path, random.Random(seed))
+    context = f"seed={seed} kills at {[round(k, 1) for k in kills_at]} s with {records_at_kill} break records out"
     assert starts == KILLS + 1, context
+    # At least one kill hit a worker in the middle of the day's decisions (else nothing was tested).
+    assert any(0 < n < calm.break_records for n in records_at_kill), context
 
     with open(tmp_path / DAY.isoformat() / "truth" / "stream_breaks.csv", encoding="utf-8") as fh:
         truth = {(r["kind"], r["channel"], r["payment_id"], r["channel_txn_id"]) for r in csv.DictReader(fh)}

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import gc
+import heapq
 import io
 import json
 import multiprocessing
@@ -19,6 +20,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
 from pathlib import Path
+from typing import TextIO
 
 import numpy as np
 
@@ -74,9 +76,11 @@ class DayOutput:
     """Everything one simulated day holds before it is written."""
 
     business_date: date
-    payments: list[tuple[object, ...]] = field(default_factory=list)  # PAYMENTS_CSV_COLUMNS order
+    payments: int = 0  # rows written to internal/payments.csv
+    # The cross-day payments (channel, biz, txn, payment_id, amount, fee, created_ms): the next day's files hold them.
+    cross_day: list[tuple[str, BizType, str, str, int, int, int]] = field(default_factory=list)
     lines: dict[str, list[StatementLine]] = field(default_factory=dict)
-    events: list[tuple[int, int, str]] = field(default_factory=list)  # (at_ms, seq, JSON line)
+    events: int = 0  # lines written to stream/events.jsonl
     truth: list[tuple[str, str, str, str]] = field(default_factory=list)
     stream_truth: list[tuple[str, str, str, str]] = field(default_factory=list)
     faults: list[tuple[str, str, str, str]] = field(default_factory=list)  # fault, channel, payment_id, txn
@@ -162,7 +166,14 @@ class _TxnIds:
 class DayBuilder:
     """Builds one day's records, lines, events and truth."""
 
-    def __init__(self, rules: dict[str, Rule], channels: Sequence[str], business_date: date, seed: int) -> None:
+    def __init__(
+        self, rules: dict[str, Rule], channels: Sequence[str], business_date: date, seed: int,
+        payments_fh: TextIO, events_fh: TextIO,
+    ) -> None:  # fmt: skip
+        self.payments_fh = payments_fh
+        self.events_fh = events_fh
+        # Events wait here until no later payment can produce an earlier one (see `flush`).
+        self.pending_events: list[tuple[int, int, str]] = []
         self.rules = rules
         self.channels = list(channels)
         self.day = business_date
@@ -179,11 +190,24 @@ class DayBuilder:
         txn: str | None, amount: int, currency: str, fee: int | None, status: PaymentStatus,
         created_ms: int, updated_ms: int,
     ) -> None:  # fmt: skip
-        self.out.payments.append((
-            pid, biz.value, parent or "", merchant, account, channel, txn or "", amount, currency,
-            "" if fee is None else fee, status.value, _iso(self.day_start, created_ms),
-            _iso(self.day_start, updated_ms), _trace(pid),
-        ))  # fmt: skip
+        # Written as it is made: ids, codes, ints and timestamps never need CSV quoting.
+        self.out.payments += 1
+        self.payments_fh.write(
+            f"{pid},{biz},{parent or ''},{merchant},{account},{channel},{txn or ''},{amount},{currency},"
+            f"{'' if fee is None else fee},{status},{_iso(self.day_start, created_ms)},"
+            f"{_iso(self.day_start, updated_ms)},{_trace(pid)}\n"
+        )
+
+    def flush(self, before_ms: int) -> None:
+        """Write every waiting event that arrives before `before_ms`. Payments are generated in order
+        of creation and none has an event before its creation, so once the generator has reached a
+        payment created at `before_ms`, all earlier events are known: the file comes out sorted by
+        (arrival, generation order) without holding the day's events in memory."""
+        heap = self.pending_events
+        write = self.events_fh.write
+        while heap and heap[0][0] < before_ms:
+            write(heapq.heappop(heap)[2])
+            self.out.events += 1
 
     def event(
         self, at_ms: int, pid: str, biz: BizType, parent: str | None, merchant: str, account: str, channel: str,
@@ -194,19 +218,20 @@ class DayBuilder:
         self.event_seq += 1
         at = _iso(self.day_start, at_ms)
         occurred = at if occurred_ms == at_ms else _iso(self.day_start, occurred_ms)
-        self.out.events.append(
+        heapq.heappush(
+            self.pending_events,
             (
                 at_ms,
                 self.event_seq,
                 (
                     f'{{"type":"payment_event","at":"{at}","value":{{"event_id":"{event_id_for(pid, status)}",'
-                    f'"payment_id":"{pid}","biz_type":"{biz.value}","parent_payment_id":{_q(parent)},'
+                    f'"payment_id":"{pid}","biz_type":"{biz}","parent_payment_id":{_q(parent)},'
                     f'"merchant_id":"{merchant}","account_id":"{account}","channel":"{channel}",'
                     f'"channel_txn_id":{_q(txn)},"amount_minor":{amount},"currency":"{currency}",'
-                    f'"fee_minor":{"null" if fee is None else fee},"status":"{status.value}","occurred_at":"{occurred}",'
+                    f'"fee_minor":{"null" if fee is None else fee},"status":"{status}","occurred_at":"{occurred}",'
                     f'"trace_id":"{_trace(pid)}"}}}}\n'
                 ),
-            )
+            ),
         )
 
     def callback(
@@ -228,17 +253,18 @@ class DayBuilder:
         for at in at_ms:
             self.event_seq += 1
             received = _iso(self.day_start, at)
-            self.out.events.append(
+            heapq.heappush(
+                self.pending_events,
                 (
                     at,
                     self.event_seq,
                     (
                         f'{{"type":"channel_callback","at":"{received}","value":{{"callback_id":"{cb_id}",'
                         f'"channel":"{channel}","channel_txn_id":"{txn}","payment_id":"{pid}","amount_minor":{amount},'
-                        f'"currency":"{currency}","status":"{status.value}","channel_status":"{code}",'
+                        f'"currency":"{currency}","status":"{status}","channel_status":"{code}",'
                         f'"paid_at":{_q(paid_at)},"received_at":"{received}","trace_id":"{_trace(pid)}","raw":{raw_json}}}}}\n'
                     ),
-                )
+                ),
             )
 
     def line(
@@ -275,10 +301,15 @@ def generate_day(
     rates: dict[str, float],
     rules: dict[str, Rule],
     previous: DayOutput | None,
+    payments_fh: TextIO,
+    events_fh: TextIO,
 ) -> DayOutput:
-    """Generate one business day. `previous`: the previous day of the run (same arguments), whose
-    cross-day items appear in this day's files; None for the first day."""
-    b = DayBuilder(rules, channels, business_date, seed)
+    """Generate one business day; our records and the stream events are written to `payments_fh`
+    and `events_fh` as they are made (header included), the rest is returned. `previous`: the
+    previous day of the run (same arguments), whose cross-day items appear in this day's files;
+    None for the first day."""
+    payments_fh.write(",".join(PAYMENTS_CSV_COLUMNS) + "\n")
+    b = DayBuilder(rules, channels, business_date, seed, payments_fh, events_fh)
     rng = _rng(seed, business_date, "main")
     bank_channels = [ch for ch in channels if rules[ch].callback_window_s is None]
     wallet_channels = [ch for ch in channels if rules[ch].callback_window_s is not None]
@@ -339,6 +370,7 @@ def generate_day(
     seq = 0
     k_reserved = 0
     for created, i, fault, channel, biz in slots:
+        b.flush(created)
         rule = rules[channel]
         is_bank = rule.callback_window_s is None
         currency = rule.currency
@@ -480,6 +512,7 @@ def generate_day(
             line_pid = None
         elif fault == "cross_day":
             file_day = business_date + timedelta(days=1)
+            b.out.cross_day.append((channel, biz, txn, pid, amount, fee, created))
 
         if our_status == PaymentStatus.SUCCEEDED and biz in (BizType.PAY, BizType.TOPUP):
             pay_ids_by_channel[channel].append((pid, amount))
@@ -510,29 +543,19 @@ def generate_day(
         assert previous.business_date == business_date - timedelta(days=1)
         for channel, biz, txn, pid, amount, fee, booked_ms, code in cross_day_lines(previous, rules):
             b.line(channel, biz, txn, pid, amount, fee, booked_ms - DAY_MS, code)
+    b.flush(1 << 62)
     return b.out
 
 
 def cross_day_lines(out: DayOutput, rules: dict[str, Rule]) -> list[tuple[str, BizType, str, str, int, int, int, str]]:
     """The statement lines that a day's cross-day payments put into the next day's files:
     (channel, biz, txn, payment_id, amount, fee, booked_ms after that day's start, code)."""
-    business_date = out.business_date
     result = []
-    cross = {(ch, pid) for fault, ch, pid, _ in out.faults if fault == "cross_day"}
-    txn_of = {(ch, pid): txn for fault, ch, pid, txn in out.faults if fault == "cross_day"}
-    for row in out.payments:
-        pid, biz, channel, amount, fee = str(row[0]), BizType(str(row[1])), str(row[5]), row[7], row[9]
-        if (channel, pid) not in cross:
-            continue
-        created = datetime.fromisoformat(str(row[11]).replace("Z", "+00:00"))
-        start = datetime(business_date.year, business_date.month, business_date.day, tzinfo=UTC)
-        created_ms = int((created - start).total_seconds() * 1000)
+    for channel, biz, txn, pid, amount, fee, created_ms in out.cross_day:
         # Booked just after midnight: the channel's next business day.
         booked_ms = DAY_MS + 60_000 + (created_ms % 1_200_000)
-        rule = rules[channel]
-        assert isinstance(amount, int) and isinstance(fee, int)
-        result.append((channel, biz, txn_of[(channel, pid)], pid, amount, fee, booked_ms,
-                       _status_code(rule, PaymentStatus.SUCCEEDED, biz)))  # fmt: skip
+        code = _status_code(rules[channel], PaymentStatus.SUCCEEDED, biz)
+        result.append((channel, biz, txn, pid, amount, fee, booked_ms, code))
     return result
 
 
@@ -573,7 +596,7 @@ def write_day(out: DayOutput, root: Path, rules: dict[str, Rule]) -> Path:
     _WRITING = (out, day_dir, rules)
     pool = None
     try:
-        if len(out.payments) >= parallel_write_payments_min and "fork" in multiprocessing.get_all_start_methods():
+        if out.payments >= parallel_write_payments_min and "fork" in multiprocessing.get_all_start_methods():
             # Native writers are pure Python; on big days they run in forked children while this
             # process writes the internal records and the events.
             pool = ProcessPoolExecutor(max_workers=2, mp_context=multiprocessing.get_context("fork"))
@@ -593,12 +616,6 @@ def write_day(out: DayOutput, root: Path, rules: dict[str, Rule]) -> Path:
 
 
 def _write_rest(out: DayOutput, day_dir: Path) -> None:
-    _write_csv(day_dir / "internal" / "payments.csv", PAYMENTS_CSV_COLUMNS, out.payments)
-    stream = day_dir / "stream" / "events.jsonl"
-    stream.parent.mkdir(parents=True, exist_ok=True)
-    out.events.sort(key=lambda e: (e[0], e[1]))
-    with open(stream, "w", encoding="utf-8") as fh:
-        fh.writelines(line for _, _, line in out.events)
     truth_dir = day_dir / "truth"
     _write_csv(truth_dir / "breaks.csv", TRUTH_COLUMNS, sorted((str(k), c, p, t) for k, c, p, t in out.truth))
     _write_csv(
@@ -635,12 +652,19 @@ def simulate(
     try:
         for k in range(days):
             day = start + timedelta(days=k)
-            out = generate_day(
-                day, payments=payments, seed=seed, channels=channels, rates=rates, rules=rules, previous=previous
-            )
+            day_dir = out_root / day.isoformat()
+            (day_dir / "internal").mkdir(parents=True, exist_ok=True)
+            (day_dir / "stream").mkdir(parents=True, exist_ok=True)
+            with (
+                open(day_dir / "internal" / "payments.csv", "w", encoding="utf-8", buffering=1 << 20) as pay_fh,
+                open(day_dir / "stream" / "events.jsonl", "w", encoding="utf-8", buffering=1 << 20) as ev_fh,
+            ):
+                out = generate_day(
+                    day, payments=payments, seed=seed, channels=channels, rates=rates, rules=rules,
+                    previous=previous, payments_fh=pay_fh, events_fh=ev_fh,
+                )  # fmt: skip
             written.append(write_day(out, out_root, rules))
-            out.events.clear()  # the next day needs only the records and faults
-            out.lines.clear()
+            out.lines.clear()  # the next day needs only the cross-day payments
             previous = out
             if progress:
                 progress(day)

@@ -12,7 +12,8 @@ from aiokafka.structs import TopicPartition
 
 from connectors.kafka import broker
 
-pytestmark = [pytest.mark.kafka]
+# Seconds, but they need the real broker: `make test-fast` (no Kafka) leaves them out.
+pytestmark = [pytest.mark.slow, pytest.mark.kafka]
 
 
 def test_ensure_broker_is_idempotent_and_healthy(kafka_bootstrap: str):

@@ -1,0 +1,67 @@
+"""Strict decoding of the stream's input records: exact integers in, everything else refused."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from stream_helpers import callback, event
+
+from connectors.kafka.codecs import DecodeError, Tick, decode_channel_callback, decode_payment_event, encode_tick
+from pipelines.records import PaymentStatus, to_dict
+
+
+def _raw(record, **override) -> bytes:
+    d = to_dict(record)
+    d.update(override)
+    return json.dumps(d).encode()
+
+
+@given(st.integers(min_value=0, max_value=2**63 - 1))
+def test_integer_amounts_round_trip_exactly(amount: int):
+    ev = event("P1", PaymentStatus.SUCCEEDED, 0, amount=amount)
+    assert decode_payment_event(_raw(ev)) == ev
+
+
+@given(st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=8) | st.booleans())
+def test_non_integer_amounts_are_refused(amount):
+    with pytest.raises(DecodeError) as err:
+        decode_payment_event(_raw(event("P1", PaymentStatus.SUCCEEDED, 0), amount_minor=amount))
+    assert err.value.reason == "bad_amount"
+
+
+@pytest.mark.parametrize(
+    ("override", "reason"),
+    [
+        ({"amount_minor": -1}, "bad_amount"),
+        ({"currency": "EURO"}, "bad_currency"),
+        ({"status": "DONE"}, "bad_enum"),
+        ({"occurred_at": "2026-11-02T10:00:00"}, "bad_timestamp"),
+        ({"occurred_at": "yesterday"}, "bad_timestamp"),
+        ({"payment_id": ""}, "empty_field"),
+        ({"event_id": 7}, "bad_type"),
+    ],
+)
+def test_bad_fields_name_the_reason(override, reason):
+    with pytest.raises(DecodeError) as err:
+        decode_payment_event(_raw(event("P1", PaymentStatus.SUCCEEDED, 0), **override))
+    assert err.value.reason == reason
+
+
+def test_missing_field_and_not_an_object():
+    d = to_dict(event("P1", PaymentStatus.SUCCEEDED, 0))
+    del d["trace_id"]
+    with pytest.raises(DecodeError, match="missing_field: trace_id"):
+        decode_payment_event(json.dumps(d).encode())
+    with pytest.raises(DecodeError) as err:
+        decode_channel_callback(b"[1, 2]")
+    assert err.value.reason == "not_an_object"
+
+
+def test_callbacks_and_ticks_decode():
+    cb = callback("P1", 5)
+    assert decode_channel_callback(_raw(cb)) == cb
+    tick = decode_payment_event(encode_tick(cb.received_at))
+    assert isinstance(tick, Tick) and tick.at == cb.received_at

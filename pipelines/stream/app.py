@@ -242,6 +242,21 @@ def create_app(
             holder.latency_ms.setdefault(partition, Counter())[min(latency, LATENCY_HIST_MAX_MS)] += 1
         return outputs
 
+    def _forget(tps: Any) -> None:
+        names = {topics.payment_events, topics.channel_callbacks}
+        partitions = {tp.partition for tp in tps if tp.topic in names}
+        holder.matcher.forget(partitions)
+
+    # A partition that moves away and back (a rebalance: a worker added, removed or restarted) may
+    # have been decided elsewhere meanwhile: what this process derived for it is stale.
+    @app.on_partitions_revoked.connect
+    async def on_revoked(_sender: Any, /, *args: Any, signal: Any, **_kw: Any) -> None:
+        _forget(args[0])
+
+    @app.on_partitions_assigned.connect
+    async def on_assigned(_sender: Any, /, *args: Any, signal: Any, **_kw: Any) -> None:
+        _forget(args[0])
+
     @app.agent(inputs, name="match")
     async def match(stream: Any) -> Any:
         async for event in stream.events():

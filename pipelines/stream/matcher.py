@@ -431,6 +431,14 @@ class Matcher:
         self._heaps[partition] = heap
         return outputs
 
+    def forget(self, partitions: Iterable[int]) -> None:
+        """Drop what this process derived for `partitions` (after a rebalance): the next record of
+        one of them reloads its watermark, re-indexes its windows and resends its decisions."""
+        for partition in partitions:
+            self._wm.pop(partition, None)
+            self._persisted_wm.pop(partition, None)
+            self._heaps.pop(partition, None)
+
     def _index(self, heap: list[tuple[int, str]], state: dict[str, Any]) -> None:
         last = state.get("last")
         if last is None or last["channel"] not in self.rules:

@@ -10,7 +10,7 @@ from stream_helpers import at, callback, clean, event
 
 from pipelines.matching.rules import load_rules
 from pipelines.records import BreakKind, PaymentStatus, RepairAction, break_id, task_id
-from pipelines.stream.matcher import Matcher, Output
+from pipelines.stream.matcher import Matcher, Output, to_ms
 
 RULES = load_rules()
 
@@ -200,6 +200,17 @@ def test_a_restarted_matcher_resends_its_state_and_decides_the_same():
         == final(out)[break_id("alipay", BreakKind.MISSING_CALLBACK, "P1", None)]
     )
     assert {v["payment_id"] for v in final(out2).values()} == {"P1", "P2"}
+
+
+def test_a_partition_that_moves_away_and_back_is_reopened_and_resent():
+    store: dict = {}
+    m = Matcher(RULES, store)
+    out = m.apply(event("P1", PaymentStatus.PROCESSING, 0), 2) + m.tick("e", at(400), 2) + m.tick("c", at(400), 2)
+    assert open_kinds(out) == {("MISSING_CALLBACK", None)}
+    m.forget({2})
+    again = m.apply(event("P9", PaymentStatus.PROCESSING, 500), 2)
+    assert final(again) == final(out)  # the decisions of the partition are sent again
+    assert m.watermark(2) >= to_ms(at(400))  # its watermark came back from the store
 
 
 def _scenario() -> list:

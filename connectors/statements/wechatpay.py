@@ -326,8 +326,10 @@ def _parse_fundflow(path: Path, sha: str, lines: pl.Series, *, channel: str, bus
             "raw": pl.Series(["SUCCESS"] * lines_.height, dtype=pl.String),
         },
     )
+    # `flows`, not `rows`: the bill counts fund flows, and a fee flow folds into its movement's line,
+    # so the count (checked above) is not the number of statement lines the gate would compare it to.
     return ParsedFile(
-        path=path, sha256=sha, format=NAME, frame=frame, controls={"layout": "FUNDFLOW", "rows": n, "ok": True}
+        path=path, sha256=sha, format=NAME, frame=frame, controls={"layout": "FUNDFLOW", "flows": n, "ok": True}
     )
 
 

@@ -9,7 +9,8 @@ Three steps, so that `payrecon recon` and the Airflow DAG run exactly the same c
    match against our staged records plus yesterday's pending set, decide repair actions, and
    persist breaks, pending set, outbox and counts in one warehouse transaction.
 3. `finalize_day`: read the day's results of the channels back from the warehouse and write
-   `OUT/<date>/breaks.csv`, `breaks.parquet`, `summary.json`, then the reports.
+   `OUT/<date>/breaks.csv`, `breaks.parquet`, `summary.json`, then the reports and one set of Data
+   Docs for the whole day (`OUT/<date>/data_docs/`, from the gate results steps 1 and 2 kept).
 
 Nothing reads the clock: every date comes from the business date, so a rerun writes the same bytes.
 """
@@ -17,6 +18,7 @@ Nothing reads the clock: every date comes from the business date, so a rerun wri
 from __future__ import annotations
 
 import json
+import pickle
 import shutil
 from collections import Counter
 from dataclasses import dataclass, field
@@ -126,6 +128,34 @@ def discover_channels(
     return sorted(chosen)
 
 
+# --- the gate's results of the day, for one set of Data Docs ------------------------------------
+def _quality_file(paths: DayPaths, part: str) -> Path:
+    return paths.day_out / "quality" / f"{part}.pickle"
+
+
+def keep_quality(paths: DayPaths, part: str, results: list[Any]) -> None:
+    """Keep the gate's results of one part of the day (`internal` or a channel) until
+    `finalize_day` renders the day's Data Docs from all of them at once. They go to a file, not
+    memory, because under Airflow each part runs in its own task; a rerun of the part replaces
+    it. Pickle, because a GX result has no lossless text form; the file is ours, written and read
+    by this module inside the day's output folder only."""
+    target = _quality_file(paths, part)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_suffix(".tmp")
+    tmp.write_bytes(pickle.dumps(results, protocol=pickle.HIGHEST_PROTOCOL))
+    tmp.replace(target)
+
+
+def kept_quality(paths: DayPaths, parts: list[str]) -> list[Any]:
+    """The results `keep_quality` kept for `parts`, in that order (a part with none is skipped)."""
+    found: list[Any] = []
+    for part in parts:
+        target = _quality_file(paths, part)
+        if target.exists():
+            found += pickle.loads(target.read_bytes())  # our own file, see keep_quality
+    return found
+
+
 # --- step 1 ----------------------------------------------------------------------------------------
 def prepare_day(
     wh: Warehouse, paths: DayPaths, rules: dict[str, Rule], requested: list[str] | None = None
@@ -142,8 +172,8 @@ def prepare_day(
     )
     if failures:
         raise InputFileError(paths.internal_csv, 0, "quality_gate", "; ".join(failures))
-    if result is not None and paths.data_docs:
-        gates.data_docs([result], paths.day_out / "quality" / "internal")
+    if paths.data_docs:
+        keep_quality(paths, "internal", [] if result is None else [result])
     staged: dict[str, int] = {}
     by_channel = {key[0]: part for key, part in frame.partition_by("channel", as_dict=True).items()}
     channels = discover_channels(paths, rules, requested, set(by_channel))
@@ -189,7 +219,12 @@ def take_in_files(wh: Warehouse, paths: DayPaths, rule: Rule) -> Intake:
             sha = parsed.sha256
             # The gate judges the file as parsed (LINE_SCHEMA), before our status column is added.
             failures, result = gates.check_statement(
-                parsed.frame, rule=rule, business_date=day, source=str(path), engine=paths.quality_engine
+                parsed.frame,
+                rule=rule,
+                business_date=day,
+                source=str(path),
+                controls=parsed.controls,
+                engine=paths.quality_engine,
             )
             if result is not None:
                 intake.quality.append(result)
@@ -307,8 +342,8 @@ def take_in_channel(wh: Warehouse, paths: DayPaths, rule: Rule) -> tuple[dict[st
     JSON, so an Airflow task can pass it on) and the accepted lines (MAPPED_LINE_SCHEMA)."""
     intake = take_in_files(wh, paths, rule)
     wh.write_partition("lines", paths.business_date, rule.channel, intake.lines)
-    if intake.quality and paths.data_docs:
-        gates.data_docs(intake.quality, paths.day_out / "quality" / rule.channel)
+    if paths.data_docs:
+        keep_quality(paths, rule.channel, intake.quality)
     return {"accepted": intake.accepted, "quarantined": intake.quarantined}, intake.lines
 
 
@@ -447,8 +482,9 @@ def finalize_day(wh: Warehouse, paths: DayPaths, channels: list[str]) -> dict[st
     failures, result = gates.check_outputs(summary, breaks, engine=paths.quality_engine)
     if failures:
         raise AssertionError(f"the day's outputs fail the quality gate: {'; '.join(failures)}")
-    if result is not None and paths.data_docs:
-        docs = gates.data_docs([result], out / "quality" / "outputs")
+    if paths.data_docs:
+        day_results = kept_quality(paths, ["internal", *channels]) + ([] if result is None else [result])
+        docs = gates.data_docs(day_results, out)
         if docs is not None:
             written["data_docs"] = docs
     history = wh.frame("SELECT * FROM break_history WHERE business_date <= ? ORDER BY business_date, break_id", [day])

@@ -9,6 +9,7 @@ day's folder. Until a package is importable its step is skipped and the day's su
 from __future__ import annotations
 
 import importlib
+from collections.abc import Mapping
 from datetime import date
 from pathlib import Path
 from types import ModuleType
@@ -45,14 +46,29 @@ def _engine(engine: str) -> dict[str, str]:
 
 
 def check_statement(
-    frame: pl.DataFrame, *, rule: Rule, business_date: date, source: str, engine: str = "auto"
+    frame: pl.DataFrame,
+    *,
+    rule: Rule,
+    business_date: date,
+    source: str,
+    controls: Mapping[str, Any] | None = None,
+    engine: str = "auto",
 ) -> tuple[list[str], Any]:
     """The named failures of one statement file (empty when it passes or no gate is installed)
-    and the gate's result object (None without a gate)."""
+    and the gate's result object (None without a gate). `controls`: the file's own control totals
+    as its parser read them (`ParsedFile.controls`: `rows`, and `gross`/`fee`/`net` in minor units
+    where the format states them), which the gate checks against the lines."""
     quality = _module("pipelines.quality", "validate_statement")
     if quality is None:
         return [], None
-    result = quality.validate_statement(frame, rule=rule, business_date=business_date, source=source, **_engine(engine))
+    result = quality.validate_statement(
+        frame,
+        rule=rule,
+        business_date=business_date,
+        source=source,
+        controls=dict(controls) if controls else None,
+        **_engine(engine),
+    )
     return ([] if result.ok else list(result.failures)), result
 
 

@@ -218,7 +218,39 @@ def test_quality_gate_with_gx_and_reports(small_days: Path, tmp_path: Path) -> N
     assert truth_keys(result.outputs["breaks.csv"]) == [
         k for k in truth_keys(small_days / START.isoformat() / "truth" / "breaks.csv") if k[1] == "jpbank"
     ]
-    assert "data_docs" in result.outputs and result.outputs["data_docs"].exists()
+    # One set of Data Docs for the day, beside the report that links to it, covering every part.
+    docs = tmp_path / START.isoformat() / "data_docs"
+    assert result.outputs["data_docs"] == docs / "index.html" and (docs / "index.html").exists()
+    listing = (docs / "payrecon.html").read_text(encoding="utf-8")
+    assert "payments.csv" in listing and "jpbank_" in listing and "outputs" in listing
+    assert 'href="data_docs/index.html"' in (tmp_path / START.isoformat() / "report.html").read_text(encoding="utf-8")
+    assert not [p for p in (tmp_path / START.isoformat()).rglob("data_docs") if p != docs]
+
+
+def test_the_gate_checks_each_files_own_control_totals(small_days: Path, tmp_path: Path) -> None:
+    """The parser's control totals reach the gate: a file whose lines disagree with them fails it."""
+    from pipelines.batch import gates
+    from pipelines.batch.day import DayPaths, kept_quality, take_in_channel
+    from pipelines.batch.load import parse_channel_file
+    from pipelines.matching.rules import load_rules
+    from pipelines.quality.checks import RowCount
+
+    rule = load_rules()["stripe"]
+    paths = DayPaths(small_days, tmp_path, START, "duckdb", data_docs=True)
+    with Warehouse(tmp_path / "wh.duckdb") as wh:
+        take_in_channel(wh, paths, rule)
+    results = kept_quality(paths, ["stripe"])
+    assert len(results) == 1 and results[0].ok
+    (counted,) = [o for o in results[0].outcomes if isinstance(o.check, RowCount)]
+    assert counted.success and counted.observed > 0
+    (path,) = sorted(paths.channel_dir("stripe").iterdir())
+    parsed, _ = parse_channel_file(path, rule, START)
+    rows = int(parsed.controls["rows"])  # type: ignore[call-overload]
+    failures, _ = gates.check_statement(
+        parsed.frame.slice(1), rule=rule, business_date=START, source=path.name, controls=parsed.controls,
+        engine="duckdb",
+    )  # fmt: skip
+    assert failures == [f"expect_table_row_count_to_equal: observed {rows - 1}, expected {rows}"], failures
 
 
 @pytest.mark.slow

@@ -27,6 +27,8 @@ async def _ensure(bootstrap: str, wanted: dict[str, int], replication: int) -> N
             with contextlib.suppress(TopicAlreadyExistsError):
                 await admin.create_topics(missing)
         described = await admin.describe_topics([n for n in wanted if n in existing])
+        if missing:
+            await _wait_for_leaders(admin, [t.name for t in missing])
         for topic in described:
             name = topic["topic"]
             count = len(topic.get("partitions", []))
@@ -37,6 +39,17 @@ async def _ensure(bootstrap: str, wanted: dict[str, int], replication: int) -> N
                 )
     finally:
         await admin.close()
+
+
+async def _wait_for_leaders(admin: AIOKafkaAdminClient, names: list[str], timeout_s: float = 10.0) -> None:
+    # A topic is usable once each partition has a leader; writing before that only earns
+    # NotLeaderForPartition retries (and log lines) from the producer.
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while asyncio.get_running_loop().time() < deadline:
+        described = await admin.describe_topics(names)
+        if all(t.get("partitions") and all(p.get("leader", -1) >= 0 for p in t["partitions"]) for t in described):
+            return
+        await asyncio.sleep(0.1)
 
 
 def ensure_topics(bootstrap: str, topics: Topics, *, replication: int = 1, extra: Iterable[str] = ()) -> None:

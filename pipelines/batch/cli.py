@@ -39,6 +39,9 @@ def recon(
         "auto", "--quality-engine", help="Quality gate engine: auto (GX below 1M rows), gx or duckdb."
     ),
     data_docs: bool = typer.Option(True, "--data-docs/--no-data-docs", help="Write the gate's HTML Data Docs."),
+    rules_dir: Path | None = typer.Option(
+        None, "--rules-dir", help="Read the channels' rule files from this folder (default: the shipped rules/)."
+    ),
 ) -> None:
     """Reconcile one business day: our records against every channel's files, with carry-forward
     across days; writes breaks.csv, breaks.parquet, summary.json, report.xlsx and report.html."""
@@ -65,6 +68,7 @@ def recon(
                 channels=chosen,
                 quality_engine=quality_engine,
                 data_docs=data_docs,
+                rules_dir=rules_dir,
                 progress=step,
             )
         except (StatementError, RuleError, ValueError, FileNotFoundError) as exc:

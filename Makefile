@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-fast lint typecheck kafka-up kafka-down sample bench clean
+.PHONY: demo test test-fast lint typecheck kafka-up kafka-down sample bench bench-batch bench-quality bench-stream clean
 
 # Create the virtual environment and install the locked dependencies plus payrecon itself (editable).
 $(STAMP): pyproject.toml requirements.lock
@@ -44,6 +44,18 @@ kafka-down: $(STAMP)
 ## Regenerate the committed sample day (data/samples/).
 sample: $(STAMP)
 	rm -rf data/samples && $(BIN)/payrecon simulate --date 2026-11-02 --days 2 --payments 2000 --seed 7 --out data/samples
+
+## Benchmarks: each runs the real path beside its baseline in one run and rewrites its section of bench/README.md.
+bench: bench-batch bench-quality bench-stream
+
+bench-batch: $(STAMP)
+	$(BIN)/python bench/batch.py --payments 1000000 --readme
+
+bench-quality: $(STAMP)
+	$(BIN)/python bench/quality.py --rows 1000000 --rows 10000000
+
+bench-stream: $(STAMP)
+	$(BIN)/python bench/stream.py --payments 10000 --write-readme
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache out

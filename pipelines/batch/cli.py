@@ -36,7 +36,7 @@ def recon(
         help="Only these channels (repeat or comma-separate); default: every channel with files or records of ours.",
     ),
     quality_engine: str = typer.Option(
-        "auto", "--quality-engine", help="Quality gate engine: auto (GX below 1M rows), gx or duckdb."
+        "auto", "--quality-engine", help="Quality gate engine: auto (GX below 100k rows), gx or duckdb."
     ),
     data_docs: bool = typer.Option(True, "--data-docs/--no-data-docs", help="Write the gate's HTML Data Docs."),
     rules_dir: Path | None = typer.Option(

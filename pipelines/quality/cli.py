@@ -34,7 +34,7 @@ def validate(
         Path | None, typer.Option("--out", help="Write Data Docs to OUT/<date>/data_docs (none when omitted).")
     ] = None,
     engine: Annotated[
-        str, typer.Option("--engine", help="auto (GX below 1M rows, else DuckDB), gx or duckdb.")
+        str, typer.Option("--engine", help="auto (GX below 100k rows, else DuckDB), gx or duckdb.")
     ] = "auto",
     rules_dir: Annotated[Path | None, typer.Option("--rules", help="Folder of rule files (default: rules/).")] = None,
 ) -> None:

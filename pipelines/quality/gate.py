@@ -50,8 +50,10 @@ if TYPE_CHECKING:
 Engine = Literal["auto", "gx", "duckdb"]
 
 # From this many rows up, `auto` validates with DuckDB: GX on pandas costs seconds per million
-# rows per expectation family, DuckDB a fraction of that (bench/quality.py).
-GX_ROWS_MAX = 1_000_000
+# rows per expectation family, DuckDB a fraction of that (bench/quality.py), and merely importing
+# GX costs 5-15 s, more than DuckDB needs for a million rows. Below it (the sample days, a small
+# channel's file) GX runs itself; a 1M-payment day never pays for GX.
+GX_ROWS_MAX = 100_000
 
 # The largest amount one line or record may carry, in major units of its currency: ten billion
 # covers a bank payout in VND or IDR and is still far from any real single payment. Scaled to

@@ -188,6 +188,25 @@ def test_the_breaks_table_is_cut_with_a_note(tmp_path: Path, monkeypatch: pytest
     assert "Showing the first 10 of 44 breaks" in text
 
 
+def test_a_kind_sheet_is_capped_with_a_note_and_the_summary_stays_exact(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import pipelines.report.xlsx as xlsx_mod
+
+    monkeypatch.setattr(xlsx_mod, "SHEET_ROWS_MAX", 2)
+    xlsx, _ = _write(tmp_path)
+    wb = Workbook(xlsx)
+    rows = wb.rows("AMOUNT_MISMATCH")
+    total = breaks_frame().filter(pl.col("kind") == "AMOUNT_MISMATCH").height
+    assert total > 2
+    listed = [r for r in rows[1:] if r and r[0] and str(r[0]).startswith("brk_")]
+    assert len(listed) == 2
+    assert any(r and str(r[0]).startswith(f"{total - 2} more breaks of this kind ({total} in all)") for r in rows)
+    # The summary still counts every break of the kind.
+    summary = wb.rows("Summary")
+    assert any(r and r[0] == "AMOUNT_MISMATCH" and total in r for r in summary), summary
+
+
 def test_an_empty_day_still_renders(tmp_path: Path) -> None:
     empty = breaks_frame().head(0)
     summary = summary_for(empty)

@@ -58,7 +58,7 @@ async def _publish(bootstrap: str, topics: Topics, records: list[StreamRecord], 
     await producer.start()
     started = time.monotonic()
     try:
-        await send_ticks(producer, topics, DAY_START)
+        await send_ticks(producer, topics, DAY_START, prekeyed=True)
         pending = []
         for i, rec in enumerate(records):
             if rate is not None:
@@ -71,7 +71,7 @@ async def _publish(bootstrap: str, topics: Topics, records: list[StreamRecord], 
                 await asyncio.gather(*pending)
                 pending.clear()
         await asyncio.gather(*pending)
-        await send_ticks(producer, topics, DAY_END)
+        await send_ticks(producer, topics, DAY_END, prekeyed=True)
     finally:
         await producer.stop()
     return time.monotonic() - started
@@ -179,7 +179,7 @@ async def _warm_up(bootstrap: str, topics: Topics, worker: WorkerProcess) -> Non
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
     await producer.start()
     try:
-        await send_ticks(producer, topics, warm)
+        await send_ticks(producer, topics, warm, prekeyed=True)
     finally:
         await producer.stop()
     await wait_for_ticks(bootstrap, topics, warm, timeout_s=120, alive=worker.alive)

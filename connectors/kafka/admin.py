@@ -55,7 +55,11 @@ async def _wait_for_leaders(admin: AIOKafkaAdminClient, names: list[str], timeou
 def ensure_topics(bootstrap: str, topics: Topics, *, replication: int = 1, extra: Iterable[str] = ()) -> None:
     """Create the namespace's input and output topics where missing (inputs with INPUT_PARTITIONS
     partitions); raise TopicLayoutError when an input topic exists with another partition count."""
-    wanted = {topics.payment_events: INPUT_PARTITIONS, topics.channel_callbacks: INPUT_PARTITIONS}
+    wanted = {
+        topics.payment_events: INPUT_PARTITIONS,
+        topics.channel_callbacks: INPUT_PARTITIONS,
+        topics.channel_callbacks_raw: INPUT_PARTITIONS,
+    }
     for name in (*topics.all_outputs(), *extra):
         wanted[name] = INPUT_PARTITIONS
     asyncio.run(_ensure(bootstrap, wanted, replication))

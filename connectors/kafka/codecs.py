@@ -25,6 +25,9 @@ TICK_KEY = b"__tick__"
 # Why a record went to the dead-letter topic, and where it came from, as headers too, so that a
 # consumer of the DLQ can filter without parsing the value.
 DLQ_REASON_HEADER = "payrecon-dlq-reason"
+# On a re-keyed callback or tick: the raw callback partition it came from and how many there are
+# ("N/COUNT"), so the matcher keeps one callback watermark per raw source.
+SOURCE_HEADER = "payrecon-src"
 
 
 class DecodeError(ValueError):
@@ -170,6 +173,32 @@ def decode_channel_callback(raw: bytes) -> ChannelCallback | Tick:
         trace_id=_req(d, "trace_id"),
         raw=raw_payload if isinstance(raw_payload, str) else json.dumps(raw_payload, sort_keys=True),
     )
+
+
+def raw_callback_key(channel: str, channel_txn_id: str) -> bytes:
+    """The key a channel's own delivery has on the raw callback topic: `channel/channel_txn_id`."""
+    return f"{channel}/{channel_txn_id}".encode()
+
+
+def rekey_callback(raw: bytes) -> tuple[bytes, str] | Tick:
+    """A raw callback record value: (its payment_id as the new key, its trace_id), or a Tick. Only
+    what re-keying needs is checked (a JSON object with a non-empty text payment_id); the matcher
+    decodes the rest strictly. Raises DecodeError."""
+    d = _obj(raw)
+    if d.get("type") == "tick":
+        return _tick(d)
+    payment_id = _req(d, "payment_id")
+    trace = d.get("trace_id")
+    return payment_id.encode(), trace if isinstance(trace, str) else ""
+
+
+def parse_source(value: bytes) -> str:
+    """A SOURCE_HEADER value checked: "N/COUNT" with 0 <= N < COUNT. Raises DecodeError."""
+    text = value.decode("utf-8", "replace")
+    index, sep, count = text.partition("/")
+    if not (sep and index.isdigit() and count.isdigit() and int(index) < int(count)):
+        raise DecodeError("bad_source_header", f"{SOURCE_HEADER}={text!r} is not N/COUNT")
+    return text
 
 
 def iso(value: datetime) -> str:

@@ -41,6 +41,12 @@ class Topics:
         return self._name("payrecon.channel-callbacks")
 
     @property
+    def channel_callbacks_raw(self) -> str:
+        """ChannelCallback records as channels deliver them, keyed by `channel/channel_txn_id`; the
+        worker's re-key agent moves each to `channel_callbacks` under its payment_id."""
+        return self._name("payrecon.channel-callbacks.raw")
+
+    @property
     def breaks(self) -> str:
         """Break records, key break_id; a later record with the same id supersedes (CLOSED closes)."""
         return self._name("payrecon.breaks")

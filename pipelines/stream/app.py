@@ -1,7 +1,12 @@
 """The Faust app of the stream matcher: input topics, the pending-state table, the agent, the sinks.
 
-One agent consumes both input topics (payment events and re-keyed callbacks, co-partitioned by
-`payment_id`), so that one actor sees every record of a payment in the order Kafka keeps per topic
+Channels deliver callbacks keyed by their own ids: the `rekey` agent reads them from
+`payrecon.channel-callbacks.raw` (key `channel/channel_txn_id`) and writes each, same bytes, to
+`payrecon.channel-callbacks` under its `payment_id` with its raw partition in a header (the matcher
+keeps one callback watermark per raw partition); a tick is forwarded to every partition.
+
+The `match` agent consumes both input topics (payment events and re-keyed callbacks, co-partitioned
+by `payment_id`), so that one actor sees every record of a payment in the order Kafka keeps per topic
 partition. The state of every pending payment lives in the `payments` table (changelog-backed, one
 shard per input partition; RocksDB through `rocksdict` when installed, else in memory and rebuilt
 from the changelog at start). Decisions are made by `pipelines.stream.matcher.Matcher` with the
@@ -34,6 +39,8 @@ import faust
 
 from connectors.kafka.codecs import (
     DLQ_REASON_HEADER,
+    SOURCE_HEADER,
+    TICK_KEY,
     TRACE_HEADER,
     DecodeError,
     Tick,
@@ -42,10 +49,12 @@ from connectors.kafka.codecs import (
     encode_json,
     headers_for,
     iso,
+    parse_source,
+    rekey_callback,
 )
 from connectors.kafka.topics import INPUT_PARTITIONS, Topics
 from pipelines.matching.rules import Rule, load_rules
-from pipelines.stream.matcher import Matcher, Output, from_ms
+from pipelines.stream.matcher import RETENTION_MS_DEFAULT, Matcher, Output, TooLate, from_ms
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +72,16 @@ SESSION_TIMEOUT_S_DEFAULT = 10.0
 class Sink(Protocol):
     """Where output records go: Kafka topics in the worker, a list in unit tests."""
 
-    async def send(self, topic: str, key: bytes, value: bytes, headers: Headers) -> None: ...
+    async def send(
+        self,
+        topic: str,
+        key: bytes,
+        value: bytes,
+        headers: Headers,
+        *,
+        partition: int | None = None,
+        timestamp: float | None = None,
+    ) -> None: ...
 
     async def flush(self) -> None: ...
 
@@ -86,6 +104,7 @@ class StreamApp:
     sink_ref: list[Sink]
     latency_ms: dict[int, Counter[int]] = field(default_factory=dict)
     dead_lettered: int = 0
+    rekey_agent: Any = None
 
 
 class FaustSink:
@@ -102,8 +121,19 @@ class FaustSink:
             )
         return self._topics[name]
 
-    async def send(self, topic: str, key: bytes, value: bytes, headers: Headers) -> None:
-        await self._topic(topic).send(key=key, value=value, headers=headers)
+    async def send(
+        self,
+        topic: str,
+        key: bytes,
+        value: bytes,
+        headers: Headers,
+        *,
+        partition: int | None = None,
+        timestamp: float | None = None,
+    ) -> None:
+        # partition None: the producer's default partitioner (murmur2 of the key, as aiokafka's
+        # and the Java client's), so a record re-keyed here lands where its payment's events do.
+        await self._topic(topic).send(key=key, value=value, headers=headers, partition=partition, timestamp=timestamp)
 
     async def flush(self) -> None:
         await self.app.producer.flush()
@@ -120,9 +150,11 @@ def create_app(
     replication: int = 1,
     commit_interval_s: float = 3.0,
     session_timeout_s: float = SESSION_TIMEOUT_S_DEFAULT,
+    retention_ms: int = RETENTION_MS_DEFAULT,
 ) -> StreamApp:
     """Build the matcher app for one namespace. `bootstrap` is host:port (or several);
-    `store` a Faust store URL (default: `default_store()`); `sink` None sends to Kafka."""
+    `store` a Faust store URL (default: `default_store()`); `sink` None sends to Kafka;
+    `retention_ms` how long (event time) a decided payment's state stays in the table."""
     servers = [bootstrap] if isinstance(bootstrap, str) else list(bootstrap)
     app = faust.App(
         topics.app_id,
@@ -162,7 +194,7 @@ def create_app(
     # Values are JSON objects (the payment's facts and what was emitted for it); keys payment_id.
     table = app.Table("payments", default=None, partitions=INPUT_PARTITIONS, key_type=str)
     rules = dict(rules if rules is not None else load_rules())
-    matcher = Matcher(rules, table)
+    matcher = Matcher(rules, table, retention_ms=retention_ms)
     sink_ref: list[Sink] = [sink or FaustSink(app)]
     holder = StreamApp(app, topics, None, table, rules, matcher, sink_ref)
 
@@ -212,7 +244,11 @@ def create_app(
     async def handle(message: Any) -> Any:
         is_callback = message.topic == topics.channel_callbacks
         partition = message.partition
+        src: str | None = None
         try:
+            if is_callback:
+                raw_src = dict(message.headers or []).get(SOURCE_HEADER)
+                src = parse_source(raw_src) if raw_src is not None else None
             decoded = (decode_channel_callback if is_callback else decode_payment_event)(message.value or b"")
             if not isinstance(decoded, Tick):
                 key = (message.key or b"").decode("utf-8", "replace")
@@ -229,12 +265,16 @@ def create_app(
             return None
         stream: Literal["e", "c"] = "c" if is_callback else "e"
         if isinstance(decoded, Tick):
-            outputs = holder.matcher.tick(stream, decoded.at, partition)
+            outputs = holder.matcher.tick(stream, decoded.at, partition, src)
             for o in outputs:
                 await send_output(o)
             await progress(partition, stream, decoded)
             return decoded
-        outputs = holder.matcher.apply(decoded, partition)
+        try:
+            outputs = holder.matcher.apply(decoded, partition, src)
+        except TooLate as exc:
+            await dead_letter(message, "after_retention", str(exc))
+            return None
         for o in outputs:
             await send_output(o)
         if message.timestamp:
@@ -262,7 +302,48 @@ def create_app(
         async for event in stream.events():
             yield await handle(event.message)
 
+    raw_callbacks = app.topic(
+        topics.channel_callbacks_raw,
+        key_type=bytes,
+        value_type=bytes,
+        key_serializer="raw",
+        value_serializer="raw",
+        partitions=INPUT_PARTITIONS,
+    )
+
+    async def rekey(message: Any) -> Any:
+        """One raw callback to `channel_callbacks` under its payment_id, the same value bytes and
+        the raw partition as its source; a tick to every partition. Redelivery sends identical
+        records (the matcher deduplicates callback deliveries by callback_id and received_at)."""
+        try:
+            out = rekey_callback(message.value or b"")
+        except DecodeError as exc:
+            await dead_letter(message, exc.reason, exc.detail)
+            return None
+        src = f"{message.partition}/{INPUT_PARTITIONS}"
+        if isinstance(out, Tick):
+            for partition in range(INPUT_PARTITIONS):
+                await sink_ref[0].send(
+                    topics.channel_callbacks, TICK_KEY, message.value, [(SOURCE_HEADER, src.encode())],
+                    partition=partition,
+                )  # fmt: skip
+            return out
+        key, trace = out
+        # The channel's delivery time stays the record's timestamp, so the matcher's latency
+        # figure covers the re-key hop too.
+        await sink_ref[0].send(
+            topics.channel_callbacks, key, message.value, headers_for(trace or None, **{SOURCE_HEADER: src}),
+            timestamp=message.timestamp or None,
+        )  # fmt: skip
+        return key
+
+    @app.agent(raw_callbacks, name="rekey")
+    async def rekey_agent(stream: Any) -> Any:
+        async for event in stream.events():
+            yield await rekey(event.message)
+
     holder.agent = match
+    holder.rekey_agent = rekey_agent
     return holder
 
 

@@ -99,6 +99,14 @@ def replay(
     namespace: NamespaceOpt = "",
     bootstrap: BootstrapOpt = None,
     ticks: Annotated[bool, typer.Option("--ticks/--no-ticks", help="Close the day with watermark ticks.")] = True,
+    prekeyed: Annotated[
+        bool,
+        typer.Option(
+            "--prekeyed/--raw",
+            help="Publish callbacks straight to the re-keyed callback topic under their payment_id, instead of "
+            "to the raw topic under channel/channel_txn_id (the default, through the worker's re-key agent).",
+        ),
+    ] = False,
 ) -> None:
     """Publish a simulated day's stream/events.jsonl to Kafka in arrival order, then end-of-day ticks."""
     from connectors.kafka.admin import ensure_topics
@@ -128,6 +136,7 @@ def replay(
                     day,
                     speed=speed,
                     ticks=ticks,
+                    prekeyed=prekeyed,
                     on_sent=lambda n: progress.advance(task, n),
                 )
             )
@@ -137,7 +146,8 @@ def replay(
     rate = (stats.payment_events + stats.channel_callbacks) / max(stats.seconds, 1e-9)
     console.print(
         f"published {stats.payment_events} payment events and {stats.channel_callbacks} callbacks to "
-        f"{topics.payment_events} / {topics.channel_callbacks} in {stats.seconds:.1f} s ({rate:,.0f}/s); "
+        f"{topics.payment_events} / "
+        f"{topics.channel_callbacks if prekeyed else topics.channel_callbacks_raw} in {stats.seconds:.1f} s ({rate:,.0f}/s); "
         f"{stats.ticks} end-of-day ticks at {stats.tick_at.isoformat()}"
     )
 

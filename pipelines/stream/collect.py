@@ -78,9 +78,11 @@ async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> list[TopicParti
 async def wait_for_ticks(
     bootstrap: str, topics: Topics, tick_at: datetime, *, timeout_s: float, alive: Any = None
 ) -> list[dict[str, Any]]:
-    """Wait until the worker has processed the watermark tick `tick_at` on every partition of both
-    inputs (its progress records say so); `alive()` returning False aborts (the worker died)."""
-    want = {(p, s) for p in range(INPUT_PARTITIONS) for s in ("e", "c")}
+    """Wait until the worker's watermark has reached `tick_at` on every input partition (its
+    progress records say so: the watermark is the oldest of the payment events and of every
+    callback source, so every tick of every source was processed); `alive()` returning False aborts
+    (the worker died)."""
+    want = set(range(INPUT_PARTITIONS))
     target = tick_at.isoformat(timespec="milliseconds").replace("+00:00", "Z")
     deadline = time.monotonic() + timeout_s
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
@@ -91,7 +93,7 @@ async def wait_for_ticks(
             tps = await _partitions(consumer, topics.stream_progress)
             if tps:
                 seen = [json.loads(m.value) for m in await _read_to_end(consumer, tps)]
-                done = {(r["partition"], r["stream"]) for r in seen if r["at"] >= target}
+                done = {r["partition"] for r in seen if r["watermark"] and r["watermark"] >= target}
                 if want <= done:
                     return seen
             if alive is not None and not alive():

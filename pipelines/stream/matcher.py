@@ -84,6 +84,12 @@ WATERMARK_KEY_PREFIX = "\x00wm:"
 # worker only closes windows a little later, which changes no final decision.
 WATERMARK_PERSIST_STEP_MS = 60_000
 NO_WATERMARK_MS = -(2**62)
+# How long (event time, ms) a decided payment's state is kept after its last fact or window end
+# before it is pruned from the table (a tombstone in the changelog). Later records of it are past
+# the stream's retention: they go to the dead-letter topic and T+1 decides them. A day, so that a
+# redelivery after a crash (at most a commit interval of wall time behind, even when a test replays
+# a day in seconds) never finds a pruned payment, and a day's replay keeps every state to its end.
+RETENTION_MS_DEFAULT = 24 * 3600 * 1000
 
 
 def to_ms(value: datetime) -> int:
@@ -105,6 +111,8 @@ class Store(Protocol):
     def get(self, key: str, /) -> Any: ...
 
     def __setitem__(self, key: str, value: Any) -> None: ...
+
+    def __delitem__(self, key: str) -> None: ...
 
     def items(self) -> Iterable[tuple[str, Any]]: ...
 
@@ -398,37 +406,65 @@ def all_emitted(state: dict[str, Any], rules: Mapping[str, Rule], watermark_ms: 
     return outputs
 
 
+class TooLate(ValueError):
+    """A record of a payment with no state whose event time is behind the partition's watermark by
+    more than the retention: its payment may have been decided and pruned, so the stream cannot
+    decide it again without risking a wrong break (T+1 decides it)."""
+
+
+def source_key(stream: Literal["e", "c"], src: str | None) -> str:
+    """The watermark key of an input: "e" payment events, "c" callbacks published pre-keyed, "c/N"
+    callbacks re-keyed from partition N of the raw callback topic (`src` "N/COUNT")."""
+    if stream == "e":
+        return "e"
+    return "c" if src is None else f"c/{src.partition('/')[0]}"
+
+
 class Matcher:
     """Applies decoded records to payment states in `store` and returns the records to send.
 
     One Matcher serves every partition a worker holds; `partition` is the input partition of the
-    record (payment events and callbacks are co-partitioned, so it is also the table shard)."""
+    record (payment events and callbacks are co-partitioned, so it is also the table shard).
 
-    def __init__(self, rules: Mapping[str, Rule], store: Store) -> None:
+    Callbacks re-keyed from the raw callback topic arrive on one partition from several raw
+    partitions, each in its own event-time order but interleaved arbitrarily; the callback
+    watermark is therefore kept per raw source (`src` "N/COUNT", every source known from the first
+    record on) and the partition's watermark is the oldest of them and of the payment events.
+
+    A payment whose decision can no longer change (our status final, and the watermark past its
+    last fact and window end by `retention_ms`) is removed from the store (`pruned` counts them)."""
+
+    def __init__(self, rules: Mapping[str, Rule], store: Store, *, retention_ms: int = RETENTION_MS_DEFAULT) -> None:
         self.rules = dict(rules)
         self.store = store
+        self.retention_ms = retention_ms
         self._wm: dict[int, dict[str, int]] = {}
         self._persisted_wm: dict[int, dict[str, int]] = {}
         self._heaps: dict[int, list[tuple[int, str]]] = {}
-        self.stats = {"events": 0, "callbacks": 0, "ticks": 0, "redelivered": 0}
+        self._prune_heaps: dict[int, list[tuple[int, str]]] = {}
+        self.stats = {"events": 0, "callbacks": 0, "ticks": 0, "redelivered": 0, "pruned": 0}
 
     # --- partitions ----------------------------------------------------------------------------
     def _open_partition(self, partition: int) -> list[Output]:
         """First record of `partition` in this process: load its watermark, index its open windows,
         and resend what its states say was emitted (a crash may have lost the sends)."""
         saved = self.store.get(f"{WATERMARK_KEY_PREFIX}{partition}")
-        wm = dict(saved) if saved else {"e": NO_WATERMARK_MS, "c": NO_WATERMARK_MS}
+        wm = dict(saved) if saved else {"e": NO_WATERMARK_MS}
         self._wm[partition] = wm
         self._persisted_wm[partition] = dict(wm)
         heap: list[tuple[int, str]] = []
+        prune: list[tuple[int, str]] = []
         outputs: list[Output] = []
         for key, state in list(self.store.items()):
             if key.startswith(WATERMARK_KEY_PREFIX) or not state or state.get("p") != partition:
                 continue
             self._index(heap, state)
+            self._index_prune(prune, state)
             outputs.extend(all_emitted(state, self.rules, self.watermark(partition)))
         heapq.heapify(heap)
+        heapq.heapify(prune)
         self._heaps[partition] = heap
+        self._prune_heaps[partition] = prune
         return outputs
 
     def forget(self, partitions: Iterable[int]) -> None:
@@ -438,6 +474,7 @@ class Matcher:
             self._wm.pop(partition, None)
             self._persisted_wm.pop(partition, None)
             self._heaps.pop(partition, None)
+            self._prune_heaps.pop(partition, None)
 
     def _index(self, heap: list[tuple[int, str]], state: dict[str, Any]) -> None:
         last = state.get("last")
@@ -447,26 +484,66 @@ class Matcher:
         if deadline is not None and not any(c["ms"] <= deadline for c in state.get("cb", [])):
             heapq.heappush(heap, (deadline, state["pid"]))
 
+    def prune_at(self, state: dict[str, Any]) -> int | None:
+        """The watermark (ms) past which `state` may be pruned, or None while our status is not
+        final (a payment still PROCESSING may yet succeed or fail)."""
+        last = state.get("last")
+        if last is not None and PaymentStatus(last["st"]) not in FINAL_STATUSES:
+            return None
+        horizon = max([last["ms"] if last else NO_WATERMARK_MS, *(c["ms"] for c in state.get("cb", []))])
+        rule = self.rules.get(last["channel"]) if last else None
+        deadline = deadline_ms(state, rule) if rule else None
+        return max(horizon, deadline or horizon) + self.retention_ms
+
+    def _index_prune(self, heap: list[tuple[int, str]], state: dict[str, Any]) -> None:
+        at = self.prune_at(state)
+        if at is not None:
+            heapq.heappush(heap, (at, state["pid"]))
+
     def watermark(self, partition: int) -> int:
-        """The partition's event-time watermark (ms): the older of its two input streams."""
+        """The partition's event-time watermark (ms): the oldest of its input streams (payment
+        events and every callback source); none until a callback source has been seen."""
         wm = self._wm[partition]
-        return min(wm["e"], wm["c"])
+        callbacks = [v for k, v in wm.items() if k != "e"]
+        return min(wm["e"], *callbacks) if callbacks else NO_WATERMARK_MS
+
+    def _sources(self, partition: int, stream: Literal["e", "c"], src: str | None) -> str:
+        key = source_key(stream, src)
+        wm = self._wm[partition]
+        if src is not None and stream == "c":
+            # Every raw source counts from the first re-keyed record on: a source not heard from
+            # yet may still hold older callbacks for this partition.
+            count = int(src.partition("/")[2] or 1)
+            for i in range(count):
+                wm.setdefault(f"c/{i}", NO_WATERMARK_MS)
+        wm.setdefault(key, NO_WATERMARK_MS)
+        return key
 
     # --- records -------------------------------------------------------------------------------
-    def apply(self, record: PaymentEvent | ChannelCallback, partition: int) -> list[Output]:
-        """Apply one payment event or callback from input `partition`; return the records to send."""
+    def apply(self, record: PaymentEvent | ChannelCallback, partition: int, src: str | None = None) -> list[Output]:
+        """Apply one payment event or callback from input `partition` (`src`: the raw callback
+        partition it was re-keyed from, "N/COUNT", or None); return the records to send. Raises
+        TooLate for a record of an unknown payment older than the watermark minus the retention."""
         outputs = self._open_partition(partition) if partition not in self._wm else []
         pid = record.payment_id
         state = self.store.get(pid)
+        at = to_ms(record.occurred_at) if isinstance(record, PaymentEvent) else to_ms(record.received_at)
+        if not state and at < self.watermark(partition) - self.retention_ms:
+            raise TooLate(
+                f"{pid}: event time {from_ms(at).isoformat()} is more than {self.retention_ms // 1000} s behind "
+                f"the watermark {from_ms(self.watermark(partition)).isoformat()}; its state may have been pruned"
+            )
         state = _copy(state) if state else {"pid": pid, "p": partition, "ev": [], "cb": []}
+        stream: Literal["e", "c"]
         if isinstance(record, PaymentEvent):
             self.stats["events"] += 1
             fresh = _add_event(state, record)
-            stream, at = "e", to_ms(record.occurred_at)
+            stream = "e"
         else:
             self.stats["callbacks"] += 1
             fresh = _add_callback(state, record)
-            stream, at = "c", to_ms(record.received_at)
+            stream = "c"
+        key = self._sources(partition, stream, src)
         if not fresh:
             # A redelivery: nothing changes, but the state is written again so that a changelog
             # record lost in a crash (the local store ahead of it) is restored, and what the state
@@ -477,29 +554,32 @@ class Matcher:
             return outputs
         # The watermark moves first: a record is itself evidence of how far its stream has got
         # (a callback received after a window's end shows that window closed on its stream).
-        self._advance(partition, stream, at)
+        self._advance(partition, key, at)
         outputs.extend(emit(state, decide(state, self.rules, self.watermark(partition))))
         self.store[pid] = state
         if state.get("sent_ms") is not None:
             self._index(self._heaps[partition], state)
+        self._index_prune(self._prune_heaps[partition], state)
         outputs.extend(self._expire(partition))
         return outputs
 
-    def tick(self, stream: Literal["e", "c"], at: datetime, partition: int) -> list[Output]:
-        """A watermark tick on one input stream ("e" payment events, "c" callbacks) of `partition`."""
+    def tick(self, stream: Literal["e", "c"], at: datetime, partition: int, src: str | None = None) -> list[Output]:
+        """A watermark tick on one input stream ("e" payment events, "c" callbacks; `src` the raw
+        callback partition it was re-keyed from, "N/COUNT", or None) of `partition`."""
         outputs = self._open_partition(partition) if partition not in self._wm else []
         self.stats["ticks"] += 1
-        self._advance(partition, stream, to_ms(at), force_persist=True)
+        key = self._sources(partition, stream, src)
+        self._advance(partition, key, to_ms(at), force_persist=True)
         outputs.extend(self._expire(partition))
         return outputs
 
-    def _advance(self, partition: int, stream: str, at_ms: int, force_persist: bool = False) -> None:
+    def _advance(self, partition: int, key: str, at_ms: int, force_persist: bool = False) -> None:
         wm = self._wm[partition]
-        if at_ms <= wm[stream] and not force_persist:
+        if at_ms <= wm[key] and not force_persist:
             return
-        wm[stream] = max(wm[stream], at_ms)
+        wm[key] = max(wm[key], at_ms)
         persisted = self._persisted_wm[partition]
-        if force_persist or wm[stream] - persisted[stream] >= WATERMARK_PERSIST_STEP_MS:
+        if force_persist or wm[key] - persisted.get(key, NO_WATERMARK_MS) >= WATERMARK_PERSIST_STEP_MS:
             self.store[f"{WATERMARK_KEY_PREFIX}{partition}"] = dict(wm)
             self._persisted_wm[partition] = dict(wm)
 
@@ -516,6 +596,27 @@ class Matcher:
             if outputs:
                 self.store[pid] = state
                 yield from outputs
+        self._prune(partition, watermark)
+
+    def _prune(self, partition: int, watermark: int) -> None:
+        heap = self._prune_heaps[partition]
+        while heap and heap[0][0] < watermark:
+            _, pid = heapq.heappop(heap)
+            state = self.store.get(pid)
+            if not state:
+                continue
+            at = self.prune_at(state)
+            if at is None or at >= watermark:
+                # A fact arrived after this entry was queued: the entry queued with it decides.
+                continue
+            # Its windows are decided and every emitted record is on the output topics; nothing
+            # within the retention can change it, so it leaves the table (a changelog tombstone).
+            del self.store[pid]
+            self.stats["pruned"] += 1
+
+    def live_payments(self) -> int:
+        """How many payment states the store holds (watermark records excluded)."""
+        return sum(1 for k, v in self.store.items() if v and not k.startswith(WATERMARK_KEY_PREFIX))
 
 
 def _copy(state: dict[str, Any]) -> dict[str, Any]:

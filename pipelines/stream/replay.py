@@ -1,13 +1,14 @@
 """Replay a simulated day's `stream/events.jsonl` into Kafka, in arrival order, then close the day.
 
-Payment events go to `payrecon.payment-events` and callbacks to `payrecon.channel-callbacks`, both
-keyed by `payment_id` (the callbacks re-keyed: the channel's own key would be its transaction id), with
-the record's `trace_id` as a header. Kafka timestamps are left to the producer (wall clock at send):
+Payment events go to `payrecon.payment-events` keyed by `payment_id`; callbacks go, as a channel
+delivers them, to `payrecon.channel-callbacks.raw` keyed by `channel/channel_txn_id` (the worker's
+re-key agent moves them to `payrecon.channel-callbacks` under their payment_id), or with `prekeyed`
+straight to `payrecon.channel-callbacks` keyed by payment_id. The record's `trace_id` is a header. Kafka timestamps are left to the producer (wall clock at send):
 event time travels in the values (`occurred_at`, `received_at`), so the latency a worker measures is
 real, and windows close in event time whatever the replay speed.
 
 After the last record the replay sends a watermark tick (`{"type":"tick","at":...}`, key `__tick__`) to
-every partition of both topics, at the end of the business day (or the last event time, if later):
+every partition of both topics the day went to, at the end of the business day (or the last event time, if later):
 no record of the day is older, so every callback window ending inside the day closes.
 """
 
@@ -23,7 +24,7 @@ from pathlib import Path
 
 from aiokafka import AIOKafkaProducer
 
-from connectors.kafka.codecs import TICK_KEY, encode_tick, headers_for
+from connectors.kafka.codecs import TICK_KEY, encode_tick, headers_for, raw_callback_key
 from connectors.kafka.topics import INPUT_PARTITIONS, Topics
 
 # How many sends may be in flight before the replay waits for their acknowledgements.
@@ -47,6 +48,8 @@ class StreamRecord:
     key: bytes
     value: bytes
     trace_id: str
+    # The channel's own key (callbacks only): how a channel would key its delivery.
+    raw_key: bytes = b""
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +91,9 @@ def read_events(path: Path) -> Iterator[StreamRecord]:
                 payment_id.encode(),
                 json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode(),
                 str(value.get("trace_id") or ""),
+                raw_callback_key(str(value.get("channel") or ""), str(value.get("channel_txn_id") or ""))
+                if kind == "channel_callback"
+                else b"",
             )
 
 
@@ -105,9 +111,12 @@ async def publish_day(
     speed: float | None = None,
     on_sent: Callable[[int], None] | None = None,
     ticks: bool = True,
+    prekeyed: bool = False,
 ) -> ReplayStats:
     """Publish one day in arrival order. `speed` None: as fast as the broker takes it; else the
-    event-time gaps divided by `speed` (2.0 = twice real time). `on_sent(n)` reports progress."""
+    event-time gaps divided by `speed` (2.0 = twice real time). `on_sent(n)` reports progress.
+    Callbacks go to the raw callback topic under the channel's key, or with `prekeyed` straight to
+    the matcher's callback topic under their payment_id."""
     if speed is not None and speed <= 0:
         raise ValueError(f"speed must be positive, got {speed}")
     path = events_path(input_root, business_date)
@@ -129,8 +138,8 @@ async def publish_day(
                 delay = due - time.monotonic()
                 if delay > 0:
                     await asyncio.sleep(delay)
-            topic = topics.payment_events if rec.topic_kind == "payment_event" else topics.channel_callbacks
-            pending.append(await producer.send(topic, rec.value, key=rec.key, headers=headers_for(rec.trace_id)))
+            topic, key = input_topic(topics, rec, prekeyed)
+            pending.append(await producer.send(topic, rec.value, key=key, headers=headers_for(rec.trace_id)))
             counts[rec.topic_kind] += 1
             last_at = max(last_at, rec.at)
             if len(pending) >= IN_FLIGHT_MAX:
@@ -146,7 +155,7 @@ async def publish_day(
         tick_at = max(end_of_day, last_at)
         sent_ticks = 0
         if ticks:
-            sent_ticks = await send_ticks(producer, topics, tick_at)
+            sent_ticks = await send_ticks(producer, topics, tick_at, prekeyed=prekeyed)
     finally:
         await producer.stop()
     return ReplayStats(
@@ -154,10 +163,20 @@ async def publish_day(
     )
 
 
-async def send_ticks(producer: AIOKafkaProducer, topics: Topics, at: datetime) -> int:
-    """A watermark tick `at` to every partition of both input topics; returns how many were sent."""
+def input_topic(topics: Topics, rec: StreamRecord, prekeyed: bool = False) -> tuple[str, bytes]:
+    """Where a record is published and under which key (see the module docstring)."""
+    if rec.topic_kind == "payment_event":
+        return topics.payment_events, rec.key
+    if prekeyed:
+        return topics.channel_callbacks, rec.key
+    return topics.channel_callbacks_raw, rec.raw_key
+
+
+async def send_ticks(producer: AIOKafkaProducer, topics: Topics, at: datetime, *, prekeyed: bool = False) -> int:
+    """A watermark tick `at` to every partition of the payment events and of the callback topic the
+    day's callbacks went to (raw, or with `prekeyed` the re-keyed one); returns how many were sent."""
     futures = []
-    for topic in (topics.payment_events, topics.channel_callbacks):
+    for topic in (topics.payment_events, topics.channel_callbacks if prekeyed else topics.channel_callbacks_raw):
         for partition in range(INPUT_PARTITIONS):
             futures.append(await producer.send(topic, encode_tick(at), key=TICK_KEY, partition=partition))
     await asyncio.gather(*futures)

@@ -21,10 +21,22 @@ class ListSink:
 
     def __init__(self) -> None:
         self.records: list[tuple[str, bytes, dict[str, Any], dict[str, bytes]]] = []
+        # (topic, key, value bytes, headers, partition) of every record, as sent.
+        self.raw: list[tuple[str, bytes, bytes, list[tuple[str, bytes]], int | None]] = []
         self.flushes = 0
 
-    async def send(self, topic: str, key: bytes, value: bytes, headers: list[tuple[str, bytes]]) -> None:
+    async def send(
+        self,
+        topic: str,
+        key: bytes,
+        value: bytes,
+        headers: list[tuple[str, bytes]],
+        *,
+        partition: int | None = None,
+        timestamp: float | None = None,
+    ) -> None:
         self.records.append((topic, key, json.loads(value), dict(headers)))
+        self.raw.append((topic, key, value, headers, partition))
 
     async def flush(self) -> None:
         self.flushes += 1
@@ -41,11 +53,13 @@ def _value(record: Any) -> bytes:
     return json.dumps(d).encode()
 
 
-async def _put(agent: Any, topic: str, key: bytes, value: bytes, partition: int) -> None:
+async def _put(
+    agent: Any, topic: str, key: bytes, value: bytes, partition: int, headers: list[tuple[str, bytes]] | None = None
+) -> None:
     # agent.put() names the message after the agent's topic, which is two topics here; this is
     # put() with the topic named, through the same channel and the same wait for processing.
     channel = agent.stream().channel
-    message = agent.to_message(key, value, partition=partition, offset=agent.sent_offset)
+    message = agent.to_message(key, value, partition=partition, offset=agent.sent_offset, headers=headers or [])
     message.topic = topic
     await channel.put(await channel.decode(message))
     agent.sent_offset += 1
@@ -121,3 +135,81 @@ def test_poison_records_go_to_the_dead_letter_topic_with_the_reason_and_the_agen
     # ...and the good record after them was decided.
     assert [r[2]["kind"] for r in sink.on(TOPICS.breaks)] == ["MISSING_CALLBACK"]
     assert holder.dead_lettered == 4
+
+
+def _rekey(feed: list[tuple[bytes, bytes, int]]) -> ListSink:
+    """Raw callback records (channel key, value, raw partition) through the re-key agent."""
+    sink = ListSink()
+    holder = create_app(TOPICS, store="memory://", sink=sink)
+
+    async def main() -> None:
+        async with holder.rekey_agent.test_context() as agent:
+            for key, value, partition in feed:
+                await _put(agent, TOPICS.channel_callbacks_raw, key, value, partition=partition)
+
+    asyncio.run(main())
+    return sink
+
+
+def test_rekey_moves_a_channel_keyed_callback_under_its_payment_id_with_the_same_bytes():
+    cb = _value(callback("P1", 5, txn="T9"))
+    sink = _rekey([(b"alipay/T9", cb, 2), (b"alipay/T9", cb, 2)])
+    # A redelivery of the raw record sends an identical copy (deduplicated by the matcher).
+    assert sink.raw[0] == sink.raw[1]
+    topic, key, value, headers, partition = sink.raw[0]
+    assert (topic, key, value, partition) == (TOPICS.channel_callbacks, b"P1", cb, None)
+    assert dict(headers) == {"trace_id": json.loads(cb)["trace_id"].encode(), "payrecon-src": b"2/4"}
+
+
+def test_rekey_forwards_a_tick_to_every_partition_and_dead_letters_what_it_cannot_key():
+    no_pid = json.loads(_value(callback("P1", 5)))
+    del no_pid["payment_id"]
+    empty_pid = dict(no_pid, payment_id="")
+    sink = _rekey(
+        [
+            (b"alipay/T1", b"{broken", 0),
+            (b"alipay/T1", json.dumps(no_pid).encode(), 0),
+            (b"alipay/T1", json.dumps(empty_pid).encode(), 1),
+            (b"__tick__", encode_tick(at(400)), 3),
+        ]
+    )
+    dlq = sink.on(TOPICS.stream_dlq)
+    assert [(r[2]["reason"], r[2]["detail"], r[2]["topic"]) for r in dlq] == [
+        ("not_json", dlq[0][2]["detail"], TOPICS.channel_callbacks_raw),
+        ("missing_field", "payment_id", TOPICS.channel_callbacks_raw),
+        ("empty_field", "payment_id", TOPICS.channel_callbacks_raw),
+    ]
+    ticks = [r for r in sink.raw if r[0] == TOPICS.channel_callbacks]
+    assert [(r[1], r[4], dict(r[3])) for r in ticks] == [(b"__tick__", p, {"payrecon-src": b"3/4"}) for p in range(4)]
+
+
+def test_interleaved_raw_sources_do_not_close_a_window_early():
+    """Source 1 is ahead of source 0 on the re-keyed partition: P1's callback (source 0, inside its
+    window) comes after P2's later one (source 1). One callback watermark for both would close P1's
+    window before its callback and raise a false MISSING_CALLBACK; one per source does not."""
+    raw = [
+        (b"alipay/T2", _value(callback("P2", 460, txn="T2")), 1),
+        (b"alipay/T1", _value(callback("P1", 100, txn="T1")), 0),
+        *[(b"__tick__", encode_tick(at(1000)), src) for src in range(4)],
+    ]
+    rekeyed = [r for r in _rekey(raw).raw if r[0] == TOPICS.channel_callbacks and r[4] in (None, 1)]
+    sink = ListSink()
+    holder = create_app(TOPICS, store="memory://", sink=sink)
+    events = [
+        (p, _value(event(p, s, t))) for p, s, t in
+        [("P1", PaymentStatus.PROCESSING, 0), ("P2", PaymentStatus.PROCESSING, 450),
+         ("P1", PaymentStatus.SUCCEEDED, 101), ("P2", PaymentStatus.SUCCEEDED, 461)]
+    ]  # fmt: skip
+
+    async def main() -> None:
+        async with holder.agent.test_context() as agent:
+            for pid, value in events:
+                await _put(agent, TOPICS.payment_events, pid.encode(), value, partition=1)
+            await _put(agent, TOPICS.payment_events, b"__tick__", encode_tick(at(1000)), partition=1)
+            for topic, key, value, headers, _ in rekeyed:
+                await _put(agent, topic, key, value, partition=1, headers=headers)
+
+    asyncio.run(main())
+    assert sink.on(TOPICS.stream_dlq) == []
+    assert sink.on(TOPICS.breaks) == []
+    assert holder.matcher.watermark(1) == int(at(1000).timestamp() * 1000)

@@ -1,23 +1,24 @@
 """Benchmark of the T+1 batch path against two baselines, side by side in one run.
 
-    .venv/bin/python bench/batch.py --payments 1000000 [--payments 10000000] [--readme]
+    .venv/bin/python bench/batch.py --payments 1000000 --payments 10000000 [--readme]
 
-For each size, a simulated business day (all four channels, default faults) is generated once into
-the git-ignored `.cache/bench/` and then three variants run on the same files, each in its own
-subprocess so that its wall time and peak RSS (`os.wait4` of that child) are its own:
+For each size, a business day is generated once into the git-ignored `.cache/bench/` by
+`bench/gen_day.py` (column-wise, seconds per million payments; three channels in USD, CNY and JPY
+whose rules, `bench/rules/`, name the columnar `payrecon_csv` parser; about 1% of payments with a
+fault), and then the variants run on the same files, each in its own subprocess so that its wall
+time and peak RSS (`os.wait4` of that child) are its own:
 
-- `recon`: payrecon's real path, `run_day` as `payrecon recon` runs it: strict typed loading, the
-  quality gate, the rule-compiled DuckDB matching with carry-forward, warehouse persistence
-  (Parquet partitions, breaks, outbox), breaks.csv/parquet, summary.json and the finance reports.
-  Data Docs (GX's HTML rendering of the gate's results) are left out and timed apart.
-- `recon-gate-duckdb`: the same with the gate on its DuckDB engine (its own choice from 1M rows a table).
+- `recon`: payrecon's real path, `run_day` as `payrecon recon --rules-dir bench/rules` runs it:
+  strict typed loading, the quality gate (engine `auto`), the rule-compiled DuckDB matching with
+  carry-forward, warehouse persistence (Parquet partitions, breaks, outbox), breaks.csv/parquet,
+  summary.json and the finance reports. Data Docs (GX's HTML rendering of the gate's results) are
+  left out, as a scheduled run would render them after the breaks are out.
 - `duckdb`: a bare DuckDB full outer join of the same CSV files on (channel, payment_id) plus a
   one-CASE classification, breaks written to CSV: the floor for "files to breaks" in DuckDB.
 - `pandas`: the obvious pandas version: read_csv, outer merge, np.select, to_csv.
 
-The day uses the rule files with `parser: payrecon_csv` (a copy under .cache/bench/rules_csv), so all
-three read the same plain CSV; `--native` also times the real path on the channels' native formats
-(zip/GBK, gzip, camt.053 XML) and reports parsing apart from matching.
+`--native` also times recon on a simulated day in the channels' native formats (zip/GBK, gzip,
+camt.053 XML), with parsing reported apart from matching.
 """
 
 from __future__ import annotations
@@ -41,36 +42,36 @@ SEED = 7
 
 
 # --- data ------------------------------------------------------------------------------------------
-def csv_rules() -> Path:
-    """The shipped rules with every parser switched to payrecon_csv."""
-    target = CACHE / "rules_csv"
-    target.mkdir(parents=True, exist_ok=True)
-    for path in sorted((REPO / "rules").glob("*.yaml")):
-        lines = [
-            "parser: payrecon_csv" if line.startswith("parser:") else line
-            for line in path.read_text(encoding="utf-8").splitlines()
-        ]
-        (target / path.name).write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return target
+BENCH_RULES = REPO / "bench" / "rules"
 
 
 def dataset(payments: int, *, native: bool) -> tuple[Path, Path | None]:
-    """The day's root (generated once) and the rules folder it was generated with (None: shipped)."""
-    name = f"{'native' if native else 'csv'}-{payments}"
-    root = CACHE / name
-    rules = None if native else csv_rules()
-    if not (root / DAY.isoformat() / "internal" / "payments.csv").exists():
-        shutil.rmtree(root, ignore_errors=True)
-        code = (
-            "from datetime import date; from pathlib import Path; "
-            "from pipelines.simulate.generator import simulate; "
-            f"simulate(start=date.fromisoformat({DAY.isoformat()!r}), days=1, payments={payments}, seed={SEED}, "
-            f"out_root=Path({str(root)!r}), rules_dir={None if rules is None else repr(str(rules))} and "
-            f"Path({str(rules)!r}))"
-        )
-        print(f"generating {name} ...", flush=True)
-        subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)
-    return root, rules
+    """The day's root (generated once) and the rules folder it goes with (None: the shipped rules)."""
+    if native:
+        root = CACHE / f"native-{payments}"
+        if not (root / DAY.isoformat() / "internal" / "payments.csv").exists():
+            shutil.rmtree(root, ignore_errors=True)
+            code = (
+                "from datetime import date; from pathlib import Path; "
+                "from pipelines.simulate.generator import simulate; "
+                f"simulate(start=date.fromisoformat({DAY.isoformat()!r}), days=1, payments={payments}, "
+                f"seed={SEED}, out_root=Path({str(root)!r}))"
+            )
+            print(f"simulating native-{payments} ...", flush=True)
+            subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)
+        return root, None
+    root = CACHE / f"gen-{payments}"
+    manifest = root / "manifest.json"
+    made = json.loads(manifest.read_text()) if manifest.exists() else {}
+    if (made.get("payments"), made.get("seed"), made.get("business_date")) != (payments, SEED, DAY.isoformat()):
+        print(f"generating gen-{payments} ...", flush=True)
+        subprocess.run(
+            [sys.executable, str(REPO / "bench" / "gen_day.py"), "--payments", str(payments), "--seed", str(SEED),
+             "--date", DAY.isoformat(), "--out", str(root)],
+            check=True,
+            cwd=REPO,
+        )  # fmt: skip
+    return root, BENCH_RULES
 
 
 # --- variants (each runs in a child process) ---------------------------------------------------------
@@ -130,12 +131,20 @@ def variant_recon(root: Path, out: Path, rules: Path | None, quality_engine: str
     return {"steps": steps, "costs": dict(sorted(costs.items(), key=lambda kv: -kv[1]))}
 
 
-def _status_case(column: str) -> str:
+def _status_codes(rules: Path | None) -> dict[str, str]:
+    """Channel status code -> PaymentStatus value, from the rule files the day was made with."""
     from pipelines.matching.rules import load_rules
 
     codes: dict[str, str] = {}
-    for rule in load_rules().values():
+    for rule in (load_rules(rules) if rules else load_rules()).values():
         codes.update({code: status.value for code, status in rule.status_map.items()})
+    return codes
+
+
+def _status_case(column: str, rules: Path | None) -> str:
+    codes: dict[str, str] = {}
+    for code, status in _status_codes(rules).items():
+        codes[code] = status
     arms = " ".join(f"WHEN '{code}' THEN '{status}'" for code, status in sorted(codes.items()))
     return f"CASE {column} {arms} END"
 
@@ -163,7 +172,7 @@ def variant_duckdb(root: Path, out: Path, rules: Path | None) -> dict[str, Any]:
             'channel_txn_id': 'VARCHAR', 'payment_id': 'VARCHAR', 'line_type': 'VARCHAR', 'gross': 'DECIMAL(18,2)',
             'fee': 'DECIMAL(18,2)', 'net': 'DECIMAL(18,2)', 'currency': 'VARCHAR', 'booked_at': 'VARCHAR',
             'value_date': 'VARCHAR', 'channel_status': 'VARCHAR'}})""").fetchall()
-    status = _status_case("l.channel_status")
+    status = _status_case("l.channel_status", rules)
     con.execute(f"""
         COPY (
           WITH j AS (
@@ -191,8 +200,6 @@ def variant_pandas(root: Path, out: Path, rules: Path | None) -> dict[str, Any]:
     import numpy as np
     import pandas as pd
 
-    from pipelines.matching.rules import load_rules
-
     day = root / DAY.isoformat()
     ours = pd.read_csv(day / "internal" / "payments.csv", dtype={"channel_txn_id": str, "parent_payment_id": str})
     parts = []
@@ -205,10 +212,7 @@ def variant_pandas(root: Path, out: Path, rules: Path | None) -> dict[str, Any]:
     scale = np.where(lines["currency"] == "JPY", 1, 100)
     lines["gross_minor"] = (lines["gross"] * scale).round().astype("int64")
     lines["fee_minor"] = (lines["fee"] * scale).round().astype("int64")
-    codes: dict[str, str] = {}
-    for rule in load_rules().values():
-        codes.update({code: status.value for code, status in rule.status_map.items()})
-    lines["c_status"] = lines["channel_status"].map(codes)
+    lines["c_status"] = lines["channel_status"].map(_status_codes(rules))
     m = ours.merge(lines, on=["channel", "payment_id"], how="outer", suffixes=("", "_c"), indicator=True)
     credit = m["biz_type"].isin(["PAY", "TOPUP"])
     amount = np.where(credit, m["amount_minor"], -m["amount_minor"])
@@ -247,9 +251,15 @@ def variant_recon_duckdb_gate(root: Path, out: Path, rules: Path | None) -> dict
     return variant_recon(root, out, rules, quality_engine="duckdb")
 
 
+def variant_recon_gx_gate(root: Path, out: Path, rules: Path | None) -> dict[str, Any]:
+    """The same path with the quality gate forced to Great Expectations on every table."""
+    return variant_recon(root, out, rules, quality_engine="gx")
+
+
 VARIANTS = {
     "recon": variant_recon,
     "recon-gate-duckdb": variant_recon_duckdb_gate,
+    "recon-gate-gx": variant_recon_gx_gate,
     "duckdb": variant_duckdb,
     "pandas": variant_pandas,
 }
@@ -274,10 +284,19 @@ def measure(variant: str, root: Path, out: Path, rules: Path | None) -> dict[str
     return {"variant": variant, "wall_s": round(wall, 2), "peak_rss_mib": round(usage.ru_maxrss / 1024), **report}
 
 
-def run_size(payments: int, *, native: bool) -> list[dict[str, Any]]:
+DEFAULT_VARIANTS = ("recon", "duckdb", "pandas")
+PANDAS_PAYMENTS_MAX = 3_000_000
+
+
+def run_size(payments: int, *, native: bool, variants: list[str] | None = None) -> list[dict[str, Any]]:
     root, rules = dataset(payments, native=native)
-    work = CACHE / "runs" / f"{'native' if native else 'csv'}-{payments}"
-    variants = ["recon-gate-duckdb"] if native else ["recon", "recon-gate-duckdb", "duckdb", "pandas"]
+    work = CACHE / "runs" / f"{'native' if native else 'gen'}-{payments}"
+    variants = ["recon"] if native else (variants or list(DEFAULT_VARIANTS))
+    if payments > PANDAS_PAYMENTS_MAX and "pandas" in variants:
+        # pandas holds every cell as a Python object: at 1M payments a side it peaks at 1.3 GB, so
+        # 10M would need 15-25 GB on a 23 GB machine that other engineers' processes share.
+        print(f"pandas skipped at {payments:,} payments (over {PANDAS_PAYMENTS_MAX:,}): it would not fit", flush=True)
+        variants = [v for v in variants if v != "pandas"]
     results = [measure(v, root, work / v, rules) for v in variants]
     for r in results:
         # The 5-minute load average at the end of the size's runs: how busy the machine was meanwhile.
@@ -313,6 +332,9 @@ def main() -> None:
     parser.add_argument(
         "--readme-from-last", action="store_true", help="write the last run's figures (.cache/bench/last.json) only"
     )
+    parser.add_argument(
+        "--variant", action="append", choices=sorted(VARIANTS), help=f"variants to run (default {DEFAULT_VARIANTS})"
+    )
     parser.add_argument("--child", choices=sorted(VARIANTS), help=argparse.SUPPRESS)
     parser.add_argument("--root", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
@@ -329,7 +351,7 @@ def main() -> None:
         return
     results: list[dict[str, Any]] = []
     for payments in sizes:
-        results += run_size(payments, native=False)
+        results += run_size(payments, native=False, variants=args.variant)
         if args.native:
             results += run_size(payments, native=True)
     print(table(results))
@@ -357,8 +379,9 @@ def write_readme(results: list[dict[str, Any]], sizes: list[int], native: bool) 
 
 Machine: {os.cpu_count()} cores, 5-minute load average {max(r.get("load_avg_5m", 0) for r in results)} at the
 end of the runs (other work shared the machine, so absolute seconds are noisy; the ratios come from
-the same run). Each variant runs in its own process on the same files of one simulated
-business day (four channels, default faults); wall time and peak RSS are that process's.
+the same run). Each variant runs in its own process on the same files of one business day from
+`bench/gen_day.py` (three payrecon_csv channels, USD/CNY/JPY, about 1% of payments with a fault);
+wall time and peak RSS are that process's.
 
 {table(results)}
 

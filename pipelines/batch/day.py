@@ -37,7 +37,6 @@ from pipelines.batch.load import (
     INTERNAL_SCHEMA,
     InputFileError,
     channel_files,
-    empty_internal,
     empty_lines,
     parse_channel_file,
     read_internal,
@@ -175,12 +174,14 @@ def prepare_day(
     if paths.data_docs:
         keep_quality(paths, "internal", [] if result is None else [result])
     staged: dict[str, int] = {}
-    by_channel = {key[0]: part for key, part in frame.partition_by("channel", as_dict=True).items()}
-    channels = discover_channels(paths, rules, requested, set(by_channel))
+    channels = discover_channels(paths, rules, requested, set(frame["channel"].unique().to_list()))
     for channel in channels:
-        part = by_channel.get(channel, empty_internal()).sort("payment_id")
+        # One channel's copy at a time (not partition_by's copy of all of them): at 10M rows a
+        # copy of the whole extract is gigabytes.
+        part = frame.filter(pl.col("channel") == channel).sort("payment_id")
         wh.write_partition("internal", paths.business_date, channel, part)
         staged[channel] = part.height
+        del part
     return staged
 
 

@@ -392,7 +392,7 @@ wall time and peak RSS are that process's.
     start = text.find("## T+1 batch (bench/batch.py)")
     if start >= 0:
         end = text.find("\n## ", start + 1)
-        text = text[:start] + section + (text[end + 1 :] if end >= 0 else "")
+        text = text[:start] + section + ("\n" + text[end + 1 :] if end >= 0 else "")
     else:
         text = text.rstrip("\n") + "\n\n" + section
     readme.write_text(text, encoding="utf-8")

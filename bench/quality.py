@@ -65,7 +65,7 @@ def statement_frame(rows: int) -> pl.DataFrame:
 
 def internal_frame(rows: int) -> pl.DataFrame:
     """`rows` clean internal records over four channels and currencies, typed as INTERNAL_SCHEMA."""
-    from pipelines.quality import INTERNAL_SCHEMA
+    from pipelines.frames import INTERNAL_SCHEMA
 
     start = datetime(2026, 11, 2, tzinfo=UTC)
     i = pl.int_range(0, rows, dtype=pl.Int64, eager=True)

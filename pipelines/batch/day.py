@@ -41,30 +41,10 @@ from pipelines.batch.load import (
     parse_channel_file,
     read_internal,
 )
+from pipelines.frames import BREAKS_SCHEMA
 from pipelines.matching.rules import Rule, load_rules
 from pipelines.matching.sql import lit, task_id_expr
-from pipelines.records import BREAKS_CSV_COLUMNS, DEFAULT_ACTION, BreakKind, RepairAction
-
-# How breaks are written: BREAKS_CSV_COLUMNS with explicit types (amounts Int64 minor units).
-BREAKS_SCHEMA: dict[str, pl.DataType] = {
-    "break_id": pl.String(),
-    "kind": pl.String(),
-    "channel": pl.String(),
-    "business_date": pl.Date(),
-    "payment_id": pl.String(),
-    "channel_txn_id": pl.String(),
-    "internal_amount_minor": pl.Int64(),
-    "channel_amount_minor": pl.Int64(),
-    "currency": pl.String(),
-    "delta_minor": pl.Int64(),
-    "rule_id": pl.String(),
-    "status": pl.String(),
-    "first_seen_date": pl.Date(),
-    "age_days": pl.Int64(),
-    "action": pl.String(),
-    "trace_id": pl.String(),
-}
-assert tuple(BREAKS_SCHEMA) == BREAKS_CSV_COLUMNS
+from pipelines.records import DEFAULT_ACTION, BreakKind, RepairAction
 
 # Which amount a repair task moves, by kind: the difference, our amount, or the channel's.
 _DELTA_KINDS = (BreakKind.AMOUNT_MISMATCH, BreakKind.PARTIAL_PAYMENT, BreakKind.FEE_MISMATCH)

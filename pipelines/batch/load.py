@@ -17,27 +17,10 @@ from pathlib import Path
 import polars as pl
 
 from connectors.statements import LINE_SCHEMA, ParsedFile, StatementError, get_format
+from pipelines.frames import INTERNAL_SCHEMA
 from pipelines.matching.rules import Rule
 from pipelines.money import AMOUNT_MINOR_MAX, CURRENCY_EXPONENTS
 from pipelines.records import PAYMENTS_CSV_COLUMNS, BizType, PaymentStatus
-
-INTERNAL_SCHEMA: dict[str, pl.DataType] = {
-    "payment_id": pl.String(),
-    "biz_type": pl.String(),
-    "parent_payment_id": pl.String(),
-    "merchant_id": pl.String(),
-    "account_id": pl.String(),
-    "channel": pl.String(),
-    "channel_txn_id": pl.String(),
-    "amount_minor": pl.Int64(),
-    "currency": pl.String(),
-    "fee_minor": pl.Int64(),
-    "status": pl.String(),
-    "created_at": pl.Datetime("us", "UTC"),
-    "updated_at": pl.Datetime("us", "UTC"),
-    "trace_id": pl.String(),
-}
-assert tuple(INTERNAL_SCHEMA) == PAYMENTS_CSV_COLUMNS
 
 # A statement frame after status mapping: LINE_SCHEMA plus the normalised status.
 MAPPED_LINE_SCHEMA: dict[str, pl.DataType] = {**LINE_SCHEMA, "status": pl.String()}

@@ -24,6 +24,7 @@ from zoneinfo import ZoneInfo
 import polars as pl
 
 from connectors.statements import LINE_SCHEMA
+from pipelines.frames import BREAKS_SCHEMA, INTERNAL_SCHEMA
 from pipelines.money import CURRENCY_EXPONENTS, exponent
 from pipelines.quality import engines
 from pipelines.quality.checks import (
@@ -40,7 +41,7 @@ from pipelines.quality.checks import (
     SumEquals,
     Unique,
 )
-from pipelines.records import BREAKS_CSV_COLUMNS, PAYMENTS_CSV_COLUMNS, BizType, BreakKind, LineType, PaymentStatus
+from pipelines.records import BizType, BreakKind, LineType, PaymentStatus
 
 if TYPE_CHECKING:
     from great_expectations.core.expectation_validation_result import ExpectationSuiteValidationResult
@@ -62,46 +63,6 @@ GX_ROWS_MAX = 100_000
 AMOUNT_MAJOR_MAX = 10**10
 assert AMOUNT_MAJOR_MAX * 10 ** max(CURRENCY_EXPONENTS.values()) < FLOAT_EXACT_INT_MAX
 
-# The typed frame of internal/payments.csv the gate expects: amounts Int64 minor units, never
-# inferred; timestamps UTC.
-INTERNAL_SCHEMA: dict[str, pl.DataType] = {
-    "payment_id": pl.String(),
-    "biz_type": pl.String(),
-    "parent_payment_id": pl.String(),
-    "merchant_id": pl.String(),
-    "account_id": pl.String(),
-    "channel": pl.String(),
-    "channel_txn_id": pl.String(),
-    "amount_minor": pl.Int64(),
-    "currency": pl.String(),
-    "fee_minor": pl.Int64(),
-    "status": pl.String(),
-    "created_at": pl.Datetime("us", "UTC"),
-    "updated_at": pl.Datetime("us", "UTC"),
-    "trace_id": pl.String(),
-}
-assert tuple(INTERNAL_SCHEMA) == PAYMENTS_CSV_COLUMNS
-
-# The day's breaks as the engine writes them (BREAKS_CSV_COLUMNS): amounts Int64 minor units.
-BREAKS_SCHEMA: dict[str, pl.DataType] = {
-    "break_id": pl.String(),
-    "kind": pl.String(),
-    "channel": pl.String(),
-    "business_date": pl.Date(),
-    "payment_id": pl.String(),
-    "channel_txn_id": pl.String(),
-    "internal_amount_minor": pl.Int64(),
-    "channel_amount_minor": pl.Int64(),
-    "currency": pl.String(),
-    "delta_minor": pl.Int64(),
-    "rule_id": pl.String(),
-    "status": pl.String(),
-    "first_seen_date": pl.Date(),
-    "age_days": pl.Int64(),
-    "action": pl.String(),
-    "trace_id": pl.String(),
-}
-assert tuple(BREAKS_SCHEMA) == BREAKS_CSV_COLUMNS
 
 # Summary counters of one side of one channel; invariant 6 says the first equals the sum of the rest.
 SIDE_COUNTERS = ("rows_in", "matched", "pending", "breaks", "rejected")

@@ -16,8 +16,9 @@ from typing import Any
 
 import polars as pl
 
+from pipelines.frames import BREAKS_SCHEMA
 from pipelines.money import format_amount
-from pipelines.records import BREAKS_CSV_COLUMNS, BreakKind
+from pipelines.records import BreakKind
 
 # Aging buckets of a break's age in days, inclusive bounds; the last is open-ended.
 AGING_BUCKETS: tuple[tuple[str, int, int | None], ...] = (
@@ -30,26 +31,6 @@ AGING_BUCKETS: tuple[tuple[str, int, int | None], ...] = (
 SIDES = ("internal", "channel")
 COUNTERS = ("rows_in", "matched", "pending", "breaks", "rejected")
 
-# The columns and types `breaks` must have (BREAKS_CSV_COLUMNS): amounts Int64 minor units.
-BREAKS_SCHEMA: dict[str, pl.DataType] = {
-    "break_id": pl.String(),
-    "kind": pl.String(),
-    "channel": pl.String(),
-    "business_date": pl.Date(),
-    "payment_id": pl.String(),
-    "channel_txn_id": pl.String(),
-    "internal_amount_minor": pl.Int64(),
-    "channel_amount_minor": pl.Int64(),
-    "currency": pl.String(),
-    "delta_minor": pl.Int64(),
-    "rule_id": pl.String(),
-    "status": pl.String(),
-    "first_seen_date": pl.Date(),
-    "age_days": pl.Int64(),
-    "action": pl.String(),
-    "trace_id": pl.String(),
-}
-assert tuple(BREAKS_SCHEMA) == BREAKS_CSV_COLUMNS
 
 # The optional history is the breaks as reported on each day up to the report's (the warehouse's
 # break_history): BREAKS_SCHEMA, `business_date` being the day that reported the row. The report

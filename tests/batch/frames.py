@@ -7,7 +7,8 @@ from typing import Any
 
 import polars as pl
 
-from pipelines.batch.load import INTERNAL_SCHEMA, MAPPED_LINE_SCHEMA
+from pipelines.batch.load import MAPPED_LINE_SCHEMA
+from pipelines.frames import INTERNAL_SCHEMA
 from pipelines.records import trace_id_for
 
 DAY = date(2026, 11, 2)

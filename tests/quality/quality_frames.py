@@ -8,7 +8,7 @@ from typing import Any
 import polars as pl
 
 from connectors.statements import LINE_SCHEMA
-from pipelines.quality import INTERNAL_SCHEMA
+from pipelines.frames import INTERNAL_SCHEMA
 from pipelines.records import BREAKS_CSV_COLUMNS, break_id
 
 DAY = date(2026, 11, 2)

@@ -7,8 +7,8 @@ from typing import Any
 
 import polars as pl
 
+from pipelines.frames import BREAKS_SCHEMA
 from pipelines.records import DEFAULT_ACTION, BreakKind, break_id
-from pipelines.report import BREAKS_SCHEMA
 
 DAY = date(2026, 11, 2)
 CHANNELS = {"alipay": "CNY", "jpbank": "JPY", "kwbank": "KWD", "stripe": "USD"}

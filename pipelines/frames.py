@@ -1,0 +1,51 @@
+"""Typed Polars schemas of the data contracts (SPEC section 4), defined once.
+
+Amount columns are Int64 minor units and timestamps UTC; nothing is ever inferred. Every loader,
+gate and report that holds one of these tables as a frame uses the schema from here.
+"""
+
+from __future__ import annotations
+
+import polars as pl
+
+from pipelines.records import BREAKS_CSV_COLUMNS, PAYMENTS_CSV_COLUMNS
+
+# internal/payments.csv, typed.
+INTERNAL_SCHEMA: dict[str, pl.DataType] = {
+    "payment_id": pl.String(),
+    "biz_type": pl.String(),
+    "parent_payment_id": pl.String(),
+    "merchant_id": pl.String(),
+    "account_id": pl.String(),
+    "channel": pl.String(),
+    "channel_txn_id": pl.String(),
+    "amount_minor": pl.Int64(),
+    "currency": pl.String(),
+    "fee_minor": pl.Int64(),
+    "status": pl.String(),
+    "created_at": pl.Datetime("us", "UTC"),
+    "updated_at": pl.Datetime("us", "UTC"),
+    "trace_id": pl.String(),
+}
+assert tuple(INTERNAL_SCHEMA) == PAYMENTS_CSV_COLUMNS
+
+# breaks.csv / breaks.parquet, typed.
+BREAKS_SCHEMA: dict[str, pl.DataType] = {
+    "break_id": pl.String(),
+    "kind": pl.String(),
+    "channel": pl.String(),
+    "business_date": pl.Date(),
+    "payment_id": pl.String(),
+    "channel_txn_id": pl.String(),
+    "internal_amount_minor": pl.Int64(),
+    "channel_amount_minor": pl.Int64(),
+    "currency": pl.String(),
+    "delta_minor": pl.Int64(),
+    "rule_id": pl.String(),
+    "status": pl.String(),
+    "first_seen_date": pl.Date(),
+    "age_days": pl.Int64(),
+    "action": pl.String(),
+    "trace_id": pl.String(),
+}
+assert tuple(BREAKS_SCHEMA) == BREAKS_CSV_COLUMNS

@@ -49,7 +49,7 @@ sample: $(STAMP)
 bench: bench-batch bench-quality bench-stream
 
 bench-batch: $(STAMP)
-	$(BIN)/python bench/batch.py --payments 1000000 --readme
+	$(BIN)/python bench/batch.py --payments 1000000 --payments 10000000 --readme
 
 bench-quality: $(STAMP)
 	$(BIN)/python bench/quality.py --rows 1000000 --rows 10000000

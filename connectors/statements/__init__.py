@@ -1,9 +1,12 @@
 """Statement and settlement file formats: one module per native format.
 
 Each format module registers a `StatementFormat` with:
-- `parse(path, channel=..., business_date=...) -> ParsedFile`: every line of the file as a
-  `StatementLine`, after checking the file's own control totals. A bad file raises `StatementError`
-  naming the file, the line and the reason; nothing is returned half-parsed.
+- `parse(path, channel=..., business_date=..., controls="enforce") -> ParsedFile`: every line of
+  the file as a `StatementLine`, after checking the file's own control totals. A bad file raises
+  `StatementError` naming the file, the line and the reason; nothing is returned half-parsed.
+  With `controls="report"` a disagreement between the file's own totals and its lines
+  (`balance_mismatch`, `control_total_mismatch`) is listed in `ParsedFile.controls["mismatches"]`
+  instead of raised, and `controls["ok"]` is False; every other defect still raises.
 - `write(lines, directory, rule=..., business_date=...) -> list[Path]` (optional): renders lines in
   the native format; the simulator uses it so the T+1 path runs on real formats end to end.
 - `sniff(head: bytes, name: str) -> bool` (optional): format detection for `payrecon parse`.
@@ -16,7 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
 import polars as pl
 
@@ -90,7 +93,14 @@ class ParsedFile:
 
 
 class Parser(Protocol):
-    def __call__(self, path: Path, *, channel: str, business_date: date | None = None) -> ParsedFile: ...
+    def __call__(
+        self,
+        path: Path,
+        *,
+        channel: str,
+        business_date: date | None = None,
+        controls: Literal["enforce", "report"] = "enforce",
+    ) -> ParsedFile: ...
 
 
 class Writer(Protocol):

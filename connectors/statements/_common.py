@@ -15,6 +15,7 @@ import zipfile
 from collections.abc import Callable, Iterable, Mapping
 from datetime import date
 from pathlib import Path
+from typing import Literal
 
 import polars as pl
 
@@ -72,6 +73,43 @@ def refuse(path: Path | str, line: int, reason: str, detail: str) -> StatementEr
     """A StatementError with a reason from the closed set (an unknown reason is a bug)."""
     assert reason in REASONS, f"unknown refusal reason {reason!r}"
     return StatementError(path, line, reason, detail)
+
+
+# What a parser does when the file's own control totals (balances, record counts, trailer and
+# summary sums) disagree with its lines: `enforce` refuses the file, as a reconciliation must;
+# `report` returns every line and lists each disagreement, for an operator inspecting a file whose
+# totals are known to be wrong (anonymised samples, a bank's broken export). Every other defect is
+# refused under both.
+ControlPolicy = Literal["enforce", "report"]
+CONTROL_POLICIES: tuple[ControlPolicy, ...] = ("enforce", "report")
+# The only reasons `report` may record instead of raising; everything else in REASONS always refuses.
+CONTROL_REASONS: frozenset[str] = frozenset({"control_total_mismatch", "balance_mismatch"})
+
+
+class ControlCheck:
+    """One file's control-total verdicts under a policy.
+
+    `disagree(line, reason, detail)` raises the StatementError under `enforce` and records it under
+    `report`; `summary(facts)` is the `ParsedFile.controls` dict: the file's declared figures plus
+    `ok` (no disagreement) and, under `report`, `mismatches` (dicts of line, reason, detail)."""
+
+    def __init__(self, path: Path | str, policy: ControlPolicy = "enforce") -> None:
+        assert policy in CONTROL_POLICIES, f"unknown control policy {policy!r}"
+        self.path, self.policy = path, policy
+        self.mismatches: list[dict[str, object]] = []
+
+    def disagree(self, line: int, reason: str, detail: str) -> None:
+        assert reason in CONTROL_REASONS, f"{reason!r} is not a control-total reason; refuse it instead"
+        if self.policy == "enforce":
+            raise refuse(self.path, line, reason, detail)
+        self.mismatches.append({"line": line, "reason": reason, "detail": detail})
+
+    def summary(self, facts: Mapping[str, object]) -> dict[str, object]:
+        out: dict[str, object] = {**facts, "ok": not self.mismatches}
+        if self.policy == "report":
+            # Only under `report`, so `enforce` output stays what it always was.
+            out["mismatches"] = list(self.mismatches)
+        return out
 
 
 def read_bytes(path: Path) -> bytes:

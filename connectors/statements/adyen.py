@@ -60,6 +60,8 @@ import polars as pl
 
 from connectors.statements import ParsedFile, StatementFormat, register
 from connectors.statements._common import (
+    ControlCheck,
+    ControlPolicy,
     amounts_by_currency,
     build_frame,
     check_quoted_field_counts,
@@ -136,11 +138,14 @@ TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 STATUS = "settled"
 
 
-def parse(path: Path, *, channel: str, business_date: date | None = None) -> ParsedFile:
+def parse(
+    path: Path, *, channel: str, business_date: date | None = None, controls: ControlPolicy = "enforce"
+) -> ParsedFile:
     """Parse one Adyen Settlement details report CSV into statement lines (ISO minor units of the
     net currency); refuse it whole on any defect, including a batch whose MerchantPayout does not
-    equal its lines."""
+    equal its lines (`controls="report"`: list each such batch in `ParsedFile.controls["mismatches"]`)."""
     path = Path(path)
+    ctl = ControlCheck(path, controls)
     data = read_bytes(path)
     sha = sha256_bytes(data)
     text = decode(path, data, "utf-8")
@@ -260,13 +265,19 @@ def parse(path: Path, *, channel: str, business_date: date | None = None) -> Par
         },
     )
     # After build_frame, so that a line whose own gross - fee != net is named before its batch.
-    batches = _check_batches(path, rows, kind, net_cur, net, line_nos)
+    batches = _check_batches(path, rows, kind, net_cur, net, line_nos, ctl)
     return ParsedFile(path=path, sha256=sha, format=NAME, frame=frame,
-                      controls={"rows": n, "batches": batches[0], "payouts_checked": batches[1], "ok": True})  # fmt: skip
+                      controls=ctl.summary({"rows": n, "batches": batches[0], "payouts_checked": batches[1]}))  # fmt: skip
 
 
 def _check_batches(
-    path: Path, rows: pl.DataFrame, kind: pl.Series, currency: pl.Series, net: pl.Series, line_nos: pl.Series
+    path: Path,
+    rows: pl.DataFrame,
+    kind: pl.Series,
+    currency: pl.Series,
+    net: pl.Series,
+    line_nos: pl.Series,
+    ctl: ControlCheck,
 ) -> tuple[int, int]:
     """A batch that holds its MerchantPayout nets to zero: the payout takes exactly what the batch's
     other lines brought in. Returns (batches, batches whose payout was checked)."""
@@ -294,11 +305,9 @@ def _check_batches(
         .sort("payout_line", nulls_last=True)
     )
     wrong = sums.filter(pl.col("has_payout") & (pl.col("total") != 0))
-    if wrong.height:
-        row = wrong.row(0, named=True)
+    for row in wrong.iter_rows(named=True):
         brought = int(row["total"]) - int(row["paid"])
-        raise refuse(
-            path,
+        ctl.disagree(
             int(row["payout_line"]),
             "control_total_mismatch",
             f"batch {row['batch']} ({row['currency']}): the MerchantPayout pays out {-int(row['paid'])} but the "

@@ -50,6 +50,8 @@ import polars as pl
 
 from connectors.statements import ParsedFile, StatementFormat, register
 from connectors.statements._common import (
+    ControlCheck,
+    ControlPolicy,
     amounts,
     build_frame,
     decode,
@@ -232,15 +234,19 @@ def _read_personal(path: Path, lines: pl.Series, channel: str) -> Bill:
                 {k: v for k, v in computed.items() if k in declared} or computed, control_line, "")  # fmt: skip
 
 
-def parse(path: Path, *, channel: str, business_date: date | None = None) -> ParsedFile:
+def parse(
+    path: Path, *, channel: str, business_date: date | None = None, controls: ControlPolicy = "enforce"
+) -> ParsedFile:
     """Parse an Alipay merchant bill (zip or GBK CSV) or personal export into statement lines in
-    CNY fen; refuse it whole on any defect, including totals that disagree with the rows."""
+    CNY fen; refuse it whole on any defect, including totals that disagree with the rows
+    (`controls="report"`: list that disagreement in `ParsedFile.controls["mismatches"]` instead)."""
     path = Path(path)
+    ctl = ControlCheck(path, controls)
     bill = read(path, channel=channel)
     if bill.declared != bill.computed:
-        wrong = {k: (bill.declared.get(k), bill.computed.get(k)) for k in bill.declared.keys() | bill.computed.keys()
+        wrong = {k: (bill.declared.get(k), bill.computed.get(k)) for k in sorted(bill.declared.keys() | bill.computed.keys())
                  if bill.declared.get(k) != bill.computed.get(k)}  # fmt: skip
-        raise refuse(path, bill.control_line, "control_total_mismatch", f"(file, rows) per kind: {wrong}")
+        ctl.disagree(bill.control_line, "control_total_mismatch", f"(file, rows) per kind: {wrong}")
     sha = sha256_bytes(path.read_bytes())
     rows, line_nos = bill.rows, bill.line_nos
     if bill.variant == "merchant":
@@ -309,7 +315,7 @@ def parse(path: Path, *, channel: str, business_date: date | None = None) -> Par
         sha256=sha,
         format=NAME,
         frame=frame,
-        controls={"variant": bill.variant, **{k: list(v) for k, v in bill.declared.items()}, "ok": True},
+        controls=ctl.summary({"variant": bill.variant, **{k: list(v) for k, v in bill.declared.items()}}),
     )
 
 

@@ -34,7 +34,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 
 from connectors.statements import ParsedFile, StatementFormat, register
-from connectors.statements._common import build_frame, decode, read_bytes, refuse
+from connectors.statements._common import ControlCheck, ControlPolicy, build_frame, decode, read_bytes, refuse
 from connectors.statements.intake import sha256_bytes
 from pipelines.money import MoneyError, check_currency
 from pipelines.records import LineType
@@ -120,8 +120,11 @@ def _availability(funds: str, rest: list[str]) -> int:
     return 0
 
 
-def read_details(path: Path, data: bytes) -> tuple[list[Detail], dict[str, int]]:
-    """Every 16 record as a Detail, after checking every trailer's totals and counts."""
+def read_details(path: Path, data: bytes, ctl: ControlCheck | None = None) -> tuple[list[Detail], dict[str, int]]:
+    """Every 16 record as a Detail, after checking every trailer's totals and counts (a `report`
+    ControlCheck records a trailer that disagrees instead of refusing; the returned totals are
+    always the ones computed from the records, so one wrong trailer does not cascade upward)."""
+    ctl = ctl or ControlCheck(path)
     text = decode(path, data, "ascii")
     recs = records(path, text)
     if not recs:
@@ -198,30 +201,34 @@ def read_details(path: Path, data: bytes) -> tuple[list[Detail], dict[str, int]]
         elif rec.code == "49":
             declared, declared_n = _int(path, f[0], rec.line, "49 total"), _int(path, f[1], rec.line, "49 count")
             if (declared, declared_n) != (acct_total, acct_records):
-                raise refuse(path, rec.line, "control_total_mismatch",
+                ctl.disagree(rec.line, "control_total_mismatch",
                              f"49 says total {declared} over {declared_n} records; the account has {acct_total} over {acct_records}")  # fmt: skip
             group_total += acct_total
         elif rec.code == "98":
             declared, n_accts, n_recs = (_int(path, x, rec.line, "98 field") for x in f[:3])
             if (declared, n_accts, n_recs) != (group_total, accounts, group_records):
-                raise refuse(path, rec.line, "control_total_mismatch",
+                ctl.disagree(rec.line, "control_total_mismatch",
                              f"98 says {declared}/{n_accts} accounts/{n_recs} records; the group has {group_total}/{accounts}/{group_records}")  # fmt: skip
             file_total += group_total
         elif rec.code == "99":
             declared, n_groups, n_recs = (_int(path, x, rec.line, "99 field") for x in f[:3])
             if (declared, n_groups, n_recs) != (file_total, groups, file_records):
-                raise refuse(path, rec.line, "control_total_mismatch",
+                ctl.disagree(rec.line, "control_total_mismatch",
                              f"99 says {declared}/{n_groups} groups/{n_recs} records; the file has {file_total}/{groups}/{file_records}")  # fmt: skip
     return details, {"groups": groups, "records": file_records, "total": file_total}
 
 
-def parse(path: Path, *, channel: str, business_date: date | None = None) -> ParsedFile:
-    """Parse a BAI2 file into one line per 16 record; refuse it whole unless every 49/98/99
-    trailer's totals and record counts hold."""
+def parse(
+    path: Path, *, channel: str, business_date: date | None = None, controls: ControlPolicy = "enforce"
+) -> ParsedFile:
+    """Parse a BAI2 file into one line per 16 record (amounts in minor units); refuse it whole
+    unless every 49/98/99 trailer's totals and record counts hold (`controls="report"`: list each
+    trailer that disagrees in `ParsedFile.controls["mismatches"]` instead)."""
     path = Path(path)
+    ctl = ControlCheck(path, controls)
     data = read_bytes(path)
     sha = sha256_bytes(data)
-    details, controls = read_details(path, data)
+    details, totals = read_details(path, data, ctl)
     frame = build_frame(
         path=path,
         sha256=sha,
@@ -242,7 +249,7 @@ def parse(path: Path, *, channel: str, business_date: date | None = None) -> Par
             "raw": ["BOOK" for _ in details],
         },
     )
-    return ParsedFile(path=path, sha256=sha, format=NAME, frame=frame, controls={**controls, "ok": True})
+    return ParsedFile(path=path, sha256=sha, format=NAME, frame=frame, controls=ctl.summary(totals))
 
 
 def sniff(head: bytes, name: str) -> bool:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from xml.sax.saxutils import escape
 
 from connectors.statements import ParsedFile, StatementFormat, register
+from connectors.statements._common import ControlPolicy
 from connectors.statements.iso20022 import parse_camt
 from pipelines.money import format_amount
 from pipelines.records import LineType, StatementLine
@@ -36,11 +37,14 @@ BANK_TX_CODE = {
 }
 
 
-def parse(path: Path, *, channel: str, business_date: date | None = None) -> ParsedFile:
+def parse(
+    path: Path, *, channel: str, business_date: date | None = None, controls: ControlPolicy = "enforce"
+) -> ParsedFile:
     """Parse a camt.053 statement file (one or more `Stmt`) into lines; refuse it whole on any
-    defect, including balances that do not add up (`balance_mismatch`)."""
+    defect, including balances that do not add up (`balance_mismatch`); `controls="report"` lists
+    control totals and balances that disagree in `ParsedFile.controls["mismatches"]` instead."""
     return parse_camt(path, channel=channel, business_date=business_date, name=NAME,
-                      container="BkToCstmrStmt", item="Stmt", with_balances=True)  # fmt: skip
+                      container="BkToCstmrStmt", item="Stmt", with_balances=True, controls=controls)  # fmt: skip
 
 
 def _amt(minor: int, currency: str, tag: str = "Amt") -> str:

@@ -11,15 +11,19 @@ from datetime import date
 from pathlib import Path
 
 from connectors.statements import ParsedFile, StatementFormat, register
+from connectors.statements._common import ControlPolicy
 from connectors.statements.iso20022 import parse_camt
 
 NAME = "camt054"
 
 
-def parse(path: Path, *, channel: str, business_date: date | None = None) -> ParsedFile:
-    """Parse a camt.054 notification file (one or more `Ntfctn`) into lines; refuse it whole on any defect."""
+def parse(
+    path: Path, *, channel: str, business_date: date | None = None, controls: ControlPolicy = "enforce"
+) -> ParsedFile:
+    """Parse a camt.054 notification file (one or more `Ntfctn`) into lines; refuse it whole on any
+    defect (`controls="report"`: list control totals that disagree in `ParsedFile.controls["mismatches"]`)."""
     return parse_camt(path, channel=channel, business_date=business_date, name=NAME,
-                      container="BkToCstmrDbtCdtNtfctn", item="Ntfctn", with_balances=False)  # fmt: skip
+                      container="BkToCstmrDbtCdtNtfctn", item="Ntfctn", with_balances=False, controls=controls)  # fmt: skip
 
 
 def sniff(head: bytes, name: str) -> bool:

@@ -39,7 +39,7 @@ from typing import Any
 from xml.parsers import expat
 
 from connectors.statements import ParsedFile
-from connectors.statements._common import build_frame, read_bytes, refuse
+from connectors.statements._common import ControlCheck, ControlPolicy, build_frame, read_bytes, refuse
 from connectors.statements.intake import sha256_bytes
 from pipelines.money import MoneyError, parse_amount
 from pipelines.records import LineType
@@ -139,8 +139,8 @@ class Line:
 
 
 class _Reader:
-    def __init__(self, path: Path, channel: str) -> None:
-        self.path, self.channel = path, channel
+    def __init__(self, path: Path, channel: str, ctl: ControlCheck) -> None:
+        self.path, self.channel, self.ctl = path, channel, ctl
 
     def amount(self, node: Node | None, where: Node, what: str, currency: str = "") -> tuple[int, str]:
         """A money element as (minor units, currency); `currency` for the plain decimals of
@@ -242,7 +242,7 @@ class _Reader:
             if tx is not None and (ta := tx.find("AmtDtls/TxAmt/Amt")) is not None and ta.attrib.get("Ccy") == currency:
                 value, _ = self.amount(ta, tx, "AmtDtls/TxAmt/Amt")
                 if value != abs(gross):
-                    raise refuse(self.path, ta.line, "control_total_mismatch",
+                    self.ctl.disagree(ta.line, "control_total_mismatch",
                                  f"TxAmt {value} but entry {abs(net)} with charges {fee} gives gross {abs(gross)}")  # fmt: skip
             txn, e2e = refs(tx)
             if len(txs) > 1:
@@ -265,8 +265,7 @@ class _Reader:
             lines.append(Line(tx.line, self.line_type(entry, tx, tx_gross), txn, e2e, tx_gross, fee, tx_net, cur,
                               booked_at, value_date, status))  # fmt: skip
         if total != net:
-            raise refuse(
-                self.path,
+            self.ctl.disagree(
                 entry.line,
                 "control_total_mismatch",
                 f"the batch's transactions sum to {total}, the entry books {net}",
@@ -274,14 +273,13 @@ class _Reader:
         if batch is not None:
             declared = batch.findtext("NbOfTxs")
             if declared is not None and declared != str(len(txs)):
-                raise refuse(
-                    self.path, batch.line, "control_total_mismatch", f"Btch/NbOfTxs {declared} but {len(txs)} TxDtls"
+                self.ctl.disagree(
+                    batch.line, "control_total_mismatch", f"Btch/NbOfTxs {declared} but {len(txs)} TxDtls"
                 )
             if batch.find("TtlAmt") is not None:
                 ttl, _ = self.amount(batch.find("TtlAmt"), batch, "TtlAmt")
                 if ttl != abs(net):
-                    raise refuse(
-                        self.path,
+                    self.ctl.disagree(
                         batch.line,
                         "control_total_mismatch",
                         f"Btch/TtlAmt {ttl} but the entry books {abs(net)}",
@@ -329,8 +327,7 @@ class _Reader:
         for what, node, declared, actual in checks:
             if declared != actual:
                 assert node is not None
-                raise refuse(
-                    self.path,
+                self.ctl.disagree(
                     node.line,
                     "control_total_mismatch",
                     f"TxsSummry {what} says {declared}, the entries give {actual}",
@@ -357,8 +354,7 @@ class _Reader:
                         self.path, stmt.line, "missing_field", "a statement needs its opening and closing balances"
                     )
             elif opening[0] + booked_total != closing[0]:
-                raise refuse(
-                    self.path,
+                self.ctl.disagree(
                     closing[1].line,
                     "balance_mismatch",
                     f"opening {opening[0]} + booked entries {booked_total} = {opening[0] + booked_total}, closing says {closing[0]} (minor units)",
@@ -367,10 +363,19 @@ class _Reader:
 
 
 def read_lines(
-    path: Path, data: bytes, *, channel: str, container: str, item: str, with_balances: bool
+    path: Path,
+    data: bytes,
+    *,
+    channel: str,
+    container: str,
+    item: str,
+    with_balances: bool,
+    ctl: ControlCheck | None = None,
 ) -> tuple[list[Line], dict[str, object]]:
     """All lines of a camt message, checked. `container`/`item`: BkToCstmrStmt/Stmt for camt.053,
-    BkToCstmrDbtCdtNtfctn/Ntfctn for camt.054."""
+    BkToCstmrDbtCdtNtfctn/Ntfctn for camt.054. A `report` ControlCheck records control totals
+    and balances that disagree instead of refusing."""
+    ctl = ctl or ControlCheck(path)
     root = read_xml(path, data)
     if root.tag != "Document":
         raise refuse(path, root.line, "bad_header", f"root element {root.tag}, not Document")
@@ -381,7 +386,7 @@ def read_lines(
     items = body.findall(item)
     if not items:
         raise refuse(path, body.line, "header_only", f"no {item} in the message")
-    reader = _Reader(path, channel)
+    reader = _Reader(path, channel, ctl)
     lines: list[Line] = []
     for stmt in items:
         lines.extend(reader.statement(stmt, with_balances))
@@ -392,21 +397,22 @@ def read_lines(
 
 
 def parse_camt(path: Path, *, channel: str, business_date: date | None, name: str, container: str, item: str,
-               with_balances: bool) -> ParsedFile:  # fmt: skip
+               with_balances: bool, controls: ControlPolicy = "enforce") -> ParsedFile:  # fmt: skip
     """Shared parse of camt.053 and camt.054: a ParsedFile in LINE_SCHEMA, or StatementError."""
     path = Path(path)
+    ctl = ControlCheck(path, controls)
     data = read_bytes(path)
     sha = sha256_bytes(data)
     if data.startswith(b"\xef\xbb\xbf"):
         data = data[3:]
-    lines, controls = read_lines(
-        path, data, channel=channel, container=container, item=item, with_balances=with_balances
+    lines, facts = read_lines(
+        path, data, channel=channel, container=container, item=item, with_balances=with_balances, ctl=ctl
     )
     frame = build_frame(
         path=path,
         sha256=sha,
         channel=channel,
-        account=str(controls["account"]),
+        account=str(facts["account"]),
         business_date=business_date,
         columns={
             "line_no": [ln.line_no for ln in lines],
@@ -422,4 +428,4 @@ def parse_camt(path: Path, *, channel: str, business_date: date | None, name: st
             "raw": [ln.raw for ln in lines],
         },
     )
-    return ParsedFile(path=path, sha256=sha, format=name, frame=frame, controls={**controls, "ok": True})
+    return ParsedFile(path=path, sha256=sha, format=name, frame=frame, controls=ctl.summary(facts))

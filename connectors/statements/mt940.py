@@ -32,7 +32,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 
 from connectors.statements import ParsedFile, StatementFormat, register
-from connectors.statements._common import build_frame, read_bytes, refuse
+from connectors.statements._common import ControlCheck, ControlPolicy, build_frame, read_bytes, refuse
 from connectors.statements.intake import sha256_bytes
 from pipelines.money import MoneyError, parse_amount
 from pipelines.records import LineType
@@ -195,8 +195,10 @@ def read_statements(path: Path, data: bytes) -> list[Statement]:
     return statements
 
 
-def check(path: Path, statements: list[Statement], *, interim: bool) -> None:
-    """Refuse the file unless every statement's own totals hold."""
+def check(path: Path, statements: list[Statement], *, interim: bool, ctl: ControlCheck | None = None) -> None:
+    """Refuse the file unless every statement's own totals hold; with a `report` ControlCheck a
+    statement whose totals disagree is recorded there instead (a missing balance still refuses)."""
+    ctl = ctl or ControlCheck(path)
     if not statements:
         raise refuse(path, 1, "header_only", "no statement in the file")
     for st in statements:
@@ -208,14 +210,13 @@ def check(path: Path, statements: list[Statement], *, interim: bool) -> None:
                 count, total, line = st.summaries[tag]
                 picked = [e.amount for e in st.entries if (e.amount > 0) == (sign > 0)]
                 if (count, total) != (len(picked), abs(sum(picked))):
-                    raise refuse(path, line, "control_total_mismatch",
+                    ctl.disagree(line, "control_total_mismatch",
                                  f":{tag}: says {count} lines for {total}, the :61: lines give {len(picked)} for {abs(sum(picked))}")  # fmt: skip
             continue
         if st.opening is None or st.closing is None:
             raise refuse(path, st.line_no, "truncated", "a statement needs its :60F:/:60M: and :62F:/:62M: balances")
         if st.opening[0] + booked != st.closing[0]:
-            raise refuse(
-                path,
+            ctl.disagree(
                 st.closing[1],
                 "balance_mismatch",
                 f"opening {st.opening[0]} + lines {booked} = {st.opening[0] + booked}, closing says {st.closing[0]} (minor units)",
@@ -252,13 +253,22 @@ def _line_type(entry: Entry) -> str:
     return (LineType.PAYMENT if entry.amount >= 0 else LineType.PAYOUT).value
 
 
-def parse_swift(path: Path, *, channel: str, business_date: date | None, name: str, interim: bool) -> ParsedFile:
+def parse_swift(
+    path: Path,
+    *,
+    channel: str,
+    business_date: date | None,
+    name: str,
+    interim: bool,
+    controls: ControlPolicy = "enforce",
+) -> ParsedFile:
     """Shared parse of MT940 and MT942: a ParsedFile in LINE_SCHEMA, or StatementError."""
     path = Path(path)
+    ctl = ControlCheck(path, controls)
     data = read_bytes(path)
     sha = sha256_bytes(data)
     statements = read_statements(path, data)
-    check(path, statements, interim=interim)
+    check(path, statements, interim=interim, ctl=ctl)
     entries = [(st, e) for st in statements for e in st.entries]
 
     def midnight(d: date) -> datetime:
@@ -284,14 +294,17 @@ def parse_swift(path: Path, *, channel: str, business_date: date | None, name: s
             "raw": ["BOOK" for _ in entries],
         },
     )
-    controls: dict[str, object] = {"statements": len(statements), "lines": len(entries), "ok": True}
-    return ParsedFile(path=path, sha256=sha, format=name, frame=frame, controls=controls)
+    summary = ctl.summary({"statements": len(statements), "lines": len(entries)})
+    return ParsedFile(path=path, sha256=sha, format=name, frame=frame, controls=summary)
 
 
-def parse(path: Path, *, channel: str, business_date: date | None = None) -> ParsedFile:
+def parse(
+    path: Path, *, channel: str, business_date: date | None = None, controls: ControlPolicy = "enforce"
+) -> ParsedFile:
     """Parse an MT940 file (one or more statements) into lines; refuse it whole unless every
-    statement's opening balance plus its lines equals its closing balance."""
-    return parse_swift(path, channel=channel, business_date=business_date, name=NAME, interim=False)
+    statement's opening balance plus its lines equals its closing balance (`controls="report"`:
+    list each statement that does not balance in `ParsedFile.controls["mismatches"]` instead)."""
+    return parse_swift(path, channel=channel, business_date=business_date, name=NAME, interim=False, controls=controls)
 
 
 def sniff(head: bytes, name: str) -> bool:

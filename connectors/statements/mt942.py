@@ -11,14 +11,18 @@ from datetime import date
 from pathlib import Path
 
 from connectors.statements import ParsedFile, StatementFormat, register
+from connectors.statements._common import ControlPolicy
 from connectors.statements.mt940 import parse_swift
 
 NAME = "mt942"
 
 
-def parse(path: Path, *, channel: str, business_date: date | None = None) -> ParsedFile:
-    """Parse an MT942 file into lines; refuse it whole when :90D:/:90C: disagree with its lines."""
-    return parse_swift(path, channel=channel, business_date=business_date, name=NAME, interim=True)
+def parse(
+    path: Path, *, channel: str, business_date: date | None = None, controls: ControlPolicy = "enforce"
+) -> ParsedFile:
+    """Parse an MT942 file into lines; refuse it whole when :90D:/:90C: disagree with its lines
+    (`controls="report"`: list the disagreement in `ParsedFile.controls["mismatches"]` instead)."""
+    return parse_swift(path, channel=channel, business_date=business_date, name=NAME, interim=True, controls=controls)
 
 
 def sniff(head: bytes, name: str) -> bool:

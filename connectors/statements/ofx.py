@@ -22,7 +22,15 @@ from datetime import UTC, date, datetime, timedelta, timezone
 from pathlib import Path
 
 from connectors.statements import ParsedFile, StatementFormat, register
-from connectors.statements._common import build_frame, decode, line_of_offset, read_bytes, refuse
+from connectors.statements._common import (
+    ControlCheck,
+    ControlPolicy,
+    build_frame,
+    decode,
+    line_of_offset,
+    read_bytes,
+    refuse,
+)
 from connectors.statements.intake import sha256_bytes
 from pipelines.money import MoneyError, parse_amount
 from pipelines.records import LineType
@@ -42,8 +50,11 @@ def _when(path: Path, text: str, line: int) -> datetime:
     return stamp.replace(tzinfo=timezone(offset)).astimezone(UTC)
 
 
-def parse(path: Path, *, channel: str, business_date: date | None = None) -> ParsedFile:
-    """Parse an OFX bank statement into lines; refuse it whole on a malformed transaction."""
+def parse(
+    path: Path, *, channel: str, business_date: date | None = None, controls: ControlPolicy = "enforce"
+) -> ParsedFile:
+    """Parse an OFX bank statement into lines; refuse it whole on a malformed transaction. OFX has
+    no control totals, so `controls` changes nothing but adds an empty `mismatches` list under `report`."""
     path = Path(path)
     data = read_bytes(path)
     sha = sha256_bytes(data)
@@ -97,7 +108,7 @@ def parse(path: Path, *, channel: str, business_date: date | None = None) -> Par
         },
     )
     return ParsedFile(path=path, sha256=sha, format=NAME, frame=frame,
-                      controls={"transactions": len(rows), "control_totals": "none in OFX", "ok": True})  # fmt: skip
+                      controls=ControlCheck(path, controls).summary({"transactions": len(rows), "control_totals": "none in OFX"}))  # fmt: skip
 
 
 def sniff(head: bytes, name: str) -> bool:

@@ -65,6 +65,8 @@ import polars as pl
 
 from connectors.statements import ParsedFile, StatementFormat, register
 from connectors.statements._common import (
+    ControlCheck,
+    ControlPolicy,
     build_frame,
     check_quoted_field_counts,
     decode,
@@ -186,10 +188,14 @@ def _fields(text: str) -> list[str]:
     return next(csv.reader([text]))
 
 
-def parse(path: Path, *, channel: str, business_date: date | None = None) -> ParsedFile:
+def parse(
+    path: Path, *, channel: str, business_date: date | None = None, controls: ControlPolicy = "enforce"
+) -> ParsedFile:
     """Parse one PayPal STL file into statement lines (ISO minor units); refuse it whole when its
-    grammar, its amounts, or any of its footers and counts disagree with its rows."""
+    grammar, its amounts, or any of its footers and counts disagree with its rows
+    (`controls="report"`: list each footer that disagrees in `ParsedFile.controls["mismatches"]`)."""
     path = Path(path)
+    ctl = ControlCheck(path, controls)
     data = read_bytes(path)
     sha = sha256_bytes(data)
     text = decode(path, data, "utf-8", allow_bom=True)
@@ -277,7 +283,7 @@ def parse(path: Path, *, channel: str, business_date: date | None = None) -> Par
             "fee_dr": pl.select(pl.when(fee_credit).then(0).otherwise(fee_units)).to_series(),
         }
     )
-    controls = _check_footers(path, other, len(kinds), frame_units)
+    footers = _check_footers(path, other, len(kinds), frame_units, ctl)
 
     gross_iso = _to_iso(path, gross_units, currency, line_nos, "Gross Transaction Amount")
     fee_iso = _to_iso(path, fee_units, currency, line_nos, "Fee Amount")
@@ -314,7 +320,7 @@ def parse(path: Path, *, channel: str, business_date: date | None = None) -> Par
             "raw": pl.repeat(STATUS, n, dtype=pl.String, eager=True),
         },
     )
-    return ParsedFile(path=path, sha256=sha, format=NAME, frame=frame, controls={**controls, "ok": True})
+    return ParsedFile(path=path, sha256=sha, format=NAME, frame=frame, controls=ctl.summary(footers))
 
 
 def _count(path: Path, line: int, fields: list[str]) -> int:
@@ -323,7 +329,9 @@ def _count(path: Path, line: int, fields: list[str]) -> int:
     return int(fields[1])
 
 
-def _check_footers(path: Path, other: dict[int, list[str]], n_rows: int, units: pl.DataFrame) -> dict[str, object]:
+def _check_footers(
+    path: Path, other: dict[int, list[str]], n_rows: int, units: pl.DataFrame, ctl: ControlCheck
+) -> dict[str, object]:
     """SC, RC, FF counts and SF/RF totals (in the file's units) against the SB rows; the available
     balances where a footer states them."""
     sums = ["gross_cr", "gross_dr", "fee_cr", "fee_dr"]
@@ -347,7 +355,7 @@ def _check_footers(path: Path, other: dict[int, list[str]], n_rows: int, units: 
             diff = ", ".join(
                 f"{lb} {d} vs rows {a}" for lb, d, a in zip(labels, declared, actual, strict=True) if d != a
             )
-            raise refuse(path, line, "control_total_mismatch", f"{fields[0]} {cur}: {diff} (hundredths)")
+            ctl.disagree(line, "control_total_mismatch", f"{fields[0]} {cur}: {diff} (hundredths)")
         if len(fields) >= 10 and fields[7].strip() != "":
             signs = {"CR": 1, "DR": -1}
             if fields[6].strip() not in signs or fields[8].strip() not in signs:
@@ -358,14 +366,12 @@ def _check_footers(path: Path, other: dict[int, list[str]], n_rows: int, units: 
             end = signs[fields[8].strip()] * int(_units(path, pl.Series([fields[9]]), pl.Series([line]), "balance")[0])
             moved = declared[0] - declared[1] + declared[2] - declared[3]
             if begin + moved != end:
-                raise refuse(path, line, "balance_mismatch",
+                ctl.disagree(line, "balance_mismatch",
                              f"{fields[0]} {cur}: beginning {begin} + movements {moved} != ending {end} (hundredths)")  # fmt: skip
 
     def missing_footers(line: int, kind: str, expected: dict[str, tuple[int, ...]], seen: set[str]) -> None:
         if absent := sorted(set(expected) - seen):
-            raise refuse(
-                path, line, "control_total_mismatch", f"no {kind} row for {', '.join(absent)}, which the rows hold"
-            )
+            ctl.disagree(line, "control_total_mismatch", f"no {kind} row for {', '.join(absent)}, which the rows hold")
 
     section = 0
     section_rows = {int(k): int(v) for k, v in units.group_by("section").len().iter_rows()}
@@ -386,21 +392,17 @@ def _check_footers(path: Path, other: dict[int, list[str]], n_rows: int, units: 
             missing_footers(line, "SF", expected_section, seen)
             count, rows_in = _count(path, line, fields), section_rows.get(section, 0)
             if count != rows_in:
-                raise refuse(
-                    path, line, "control_total_mismatch", f"SC says {count} rows, the section has {rows_in} SB rows"
-                )
+                ctl.disagree(line, "control_total_mismatch", f"SC says {count} rows, the section has {rows_in} SB rows")
         elif kind == "RF":
             check_footer(line, fields, totals(by_report), report_seen)
         elif kind == "RC":
             missing_footers(line, "RF", totals(by_report), report_seen)
             if (count := _count(path, line, fields)) != n_sb:
-                raise refuse(
-                    path, line, "control_total_mismatch", f"RC says {count} rows, the report has {n_sb} SB rows"
-                )
+                ctl.disagree(line, "control_total_mismatch", f"RC says {count} rows, the report has {n_sb} SB rows")
         elif kind == "FF":
             count = _count(path, line, fields)
             if count not in (n_sb, n_rows):
-                raise refuse(path, line, "control_total_mismatch",
+                ctl.disagree(line, "control_total_mismatch",
                              f"FF says {count} rows; the file has {n_sb} SB rows, {n_rows} rows in all")  # fmt: skip
     return {"sections": section, "rows": n_sb, "currencies": sorted(report_seen)}
 

@@ -32,6 +32,7 @@ from connectors.statements import (
     StatementFormat,
     register,
 )
+from connectors.statements._common import ControlCheck, ControlPolicy
 from pipelines.money import MoneyError, exponent, format_amount, parse_amount
 from pipelines.money_frame import parse_amount_column
 from pipelines.records import LineType, StatementLine
@@ -59,9 +60,14 @@ def _canonical_amounts(values: pl.Series, exp: int) -> pl.Series | None:
     return digits.cast(pl.Int64).alias(values.name)
 
 
-def parse(path: Path, *, channel: str, business_date: date | None = None) -> ParsedFile:
-    """Parse one payrecon_csv file into statement lines; refuse it whole on any defect."""
+def parse(
+    path: Path, *, channel: str, business_date: date | None = None, controls: ControlPolicy = "enforce"
+) -> ParsedFile:
+    """Parse one payrecon_csv file into statement lines; refuse it whole on any defect
+    (`controls="report"`: a trailer that disagrees with the rows is listed in
+    `ParsedFile.controls["mismatches"]` instead)."""
     path = Path(path)
+    check = ControlCheck(path, controls)
     data = path.read_bytes()
     if data.startswith(b"\xef\xbb\xbf"):
         raise StatementError(path, 1, "bom", "the file starts with a UTF-8 byte order mark; payrecon_csv has none")
@@ -141,8 +147,7 @@ def parse(path: Path, *, channel: str, business_date: date | None = None) -> Par
         raise StatementError(path, trailer_line_no, "bad_trailer", str(exc)) from None
     sums = [int(gross.sum()), int(fee.sum()), int(net.sum())]
     if ctl_rows != frame.height or ctl != sums:
-        raise StatementError(
-            path,
+        check.disagree(
             trailer_line_no,
             "control_total_mismatch",
             f"trailer says {ctl_rows} rows, sums {ctl}; the file has {frame.height} rows, sums {sums}",
@@ -185,7 +190,7 @@ def parse(path: Path, *, channel: str, business_date: date | None = None) -> Par
         sha256=sha,
         format=NAME,
         frame=out,
-        controls={"rows": ctl_rows, "gross": ctl[0], "fee": ctl[1], "net": ctl[2], "ok": True},
+        controls=check.summary({"rows": ctl_rows, "gross": ctl[0], "fee": ctl[1], "net": ctl[2]}),
     )
 
 

@@ -39,6 +39,8 @@ import polars as pl
 
 from connectors.statements import ParsedFile, StatementFormat, register
 from connectors.statements._common import (
+    ControlCheck,
+    ControlPolicy,
     amounts_by_currency,
     build_frame,
     decode,
@@ -97,9 +99,12 @@ def _to_iso_minor(path: Path, minor: pl.Series, currencies: pl.Series, line_nos:
     return out
 
 
-def parse(path: Path, *, channel: str, business_date: date | None = None) -> ParsedFile:
+def parse(
+    path: Path, *, channel: str, business_date: date | None = None, controls: ControlPolicy = "enforce"
+) -> ParsedFile:
     """Parse one Stripe itemized balance report CSV into statement lines (ISO minor units); refuse
-    it whole on any defect."""
+    it whole on any defect. The report carries no control totals of its own, so `controls` changes
+    nothing but adds an empty `mismatches` list under `report`."""
     path = Path(path)
     data = read_bytes(path)
     sha = sha256_bytes(data)
@@ -171,7 +176,9 @@ def parse(path: Path, *, channel: str, business_date: date | None = None) -> Par
             "raw": pl.Series(["succeeded"] * n, dtype=pl.String),
         },
     )
-    return ParsedFile(path=path, sha256=sha, format=NAME, frame=frame, controls={"rows": n, "ok": True})
+    return ParsedFile(
+        path=path, sha256=sha, format=NAME, frame=frame, controls=ControlCheck(path, controls).summary({"rows": n})
+    )
 
 
 def write(lines: Sequence[StatementLine], directory: Path, *, rule: Rule, business_date: date) -> list[Path]:

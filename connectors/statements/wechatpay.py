@@ -51,6 +51,8 @@ import polars as pl
 
 from connectors.statements import ParsedFile, StatementFormat, register
 from connectors.statements._common import (
+    ControlCheck,
+    ControlPolicy,
     amounts,
     build_frame,
     decode,
@@ -127,10 +129,15 @@ def _fee_to_currency(path: Path, values: pl.Series, line_nos: pl.Series, exp: in
     return pl.select(pl.when(has5.fill_null(False)).then(head).otherwise(values)).to_series().alias(values.name)
 
 
-def parse(path: Path, *, channel: str, business_date: date | None = None) -> ParsedFile:
+def parse(
+    path: Path, *, channel: str, business_date: date | None = None, controls: ControlPolicy = "enforce"
+) -> ParsedFile:
     """Parse one WeChat Pay trade bill (`.csv` or `.csv.gz`) into statement lines; refuse it whole
-    on any defect. Amounts become Int64 minor units of the bill's currency (CNY: fen)."""
+    on any defect. Amounts become Int64 minor units of the bill's currency (CNY: fen).
+    `controls="report"`: a summary line that disagrees with the rows is listed in
+    `ParsedFile.controls["mismatches"]` instead of refusing the bill."""
     path = Path(path)
+    check = ControlCheck(path, controls)
     data = read_bytes(path)
     sha = sha256_bytes(data)
     if data[:2] == b"\x1f\x8b":
@@ -139,7 +146,7 @@ def parse(path: Path, *, channel: str, business_date: date | None = None) -> Par
     lines = split_lines(text)
     header = tuple(lines[0].split(","))
     if header == FUNDFLOW_HEADER:
-        return _parse_fundflow(path, sha, lines, channel=channel, business_date=business_date)
+        return _parse_fundflow(path, sha, lines, channel=channel, business_date=business_date, check=check)
     layout = LAYOUTS.get(header)
     if layout is None:
         raise refuse(path, 1, "bad_header", f"not a WeChat Pay ALL/SUCCESS/REFUND header: {lines[0][:80]!r}")
@@ -192,9 +199,7 @@ def parse(path: Path, *, channel: str, business_date: date | None = None) -> Par
         sums[name] = int(parsed[detail_col].sum()) if detail_col in parsed else value
     if got != sums:
         wrong = {k: (got[k], sums[k]) for k in got if got[k] != sums[k]}
-        raise refuse(
-            path, summary_line, "control_total_mismatch", f"summary (file, rows) differs: {wrong} (minor units)"
-        )
+        check.disagree(summary_line, "control_total_mismatch", f"summary (file, rows) differs: {wrong} (minor units)")
 
     status = body["交易状态"]
     is_refund = status == "REFUND"
@@ -233,7 +238,9 @@ def parse(path: Path, *, channel: str, business_date: date | None = None) -> Par
             "raw": status,
         },
     )
-    return ParsedFile(path=path, sha256=sha, format=NAME, frame=frame, controls={"layout": layout, **got, "ok": True})
+    return ParsedFile(
+        path=path, sha256=sha, format=NAME, frame=frame, controls=check.summary({"layout": layout, **got})
+    )
 
 
 def _backtick_body(
@@ -257,7 +264,9 @@ def _backtick_body(
     return body.select(pl.all().str.strip_prefix("`").str.strip_chars()), [str(c)[1:] for c in summary]
 
 
-def _parse_fundflow(path: Path, sha: str, lines: pl.Series, *, channel: str, business_date: date | None) -> ParsedFile:
+def _parse_fundflow(
+    path: Path, sha: str, lines: pl.Series, *, channel: str, business_date: date | None, check: ControlCheck
+) -> ParsedFile:
     body, cells = _backtick_body(path, lines, FUNDFLOW_HEADER, FUNDFLOW_SUMMARY)
     n = body.height
     line_nos = pl.int_range(2, n + 2, eager=True).cast(pl.Int64)
@@ -280,7 +289,7 @@ def _parse_fundflow(path: Path, sha: str, lines: pl.Series, *, channel: str, bus
         int(amount.filter(~income).sum()),
     )
     if declared != actual:
-        raise refuse(path, summary_line, "control_total_mismatch", f"summary {declared}, rows {actual} (counts, fen)")
+        check.disagree(summary_line, "control_total_mismatch", f"summary {declared}, rows {actual} (counts, fen)")
     signed = pl.select(pl.when(income).then(amount).otherwise(-amount)).to_series()
     booked = timestamps(path, body["记账时间"], line_nos, "%Y-%m-%d %H:%M:%S", "记账时间", tz="Asia/Shanghai")
     rows = pl.DataFrame(
@@ -329,7 +338,7 @@ def _parse_fundflow(path: Path, sha: str, lines: pl.Series, *, channel: str, bus
     # `flows`, not `rows`: the bill counts fund flows, and a fee flow folds into its movement's line,
     # so the count (checked above) is not the number of statement lines the gate would compare it to.
     return ParsedFile(
-        path=path, sha256=sha, format=NAME, frame=frame, controls={"layout": "FUNDFLOW", "flows": n, "ok": True}
+        path=path, sha256=sha, format=NAME, frame=frame, controls=check.summary({"layout": "FUNDFLOW", "flows": n})
     )
 
 

@@ -100,3 +100,19 @@ def test_a_refused_settlement_report_exits_1_with_its_line(tmp_path: Path) -> No
     result = CliRunner().invoke(_app(), ["parse", str(bad)])
     assert result.exit_code == 1
     assert "STL-20261102.01.009.CSV:12: control_total_mismatch" in result.output.replace("\n", "")
+
+
+def test_controls_report_prints_each_disagreement_and_exits_3(tmp_path: Path) -> None:
+    path = FIXTURES / "alipay/debsig_example-alipay-records_GBK.csv"
+    out = tmp_path / "lines.csv"
+    strict = CliRunner().invoke(_app(), ["parse", str(path)])
+    assert strict.exit_code == 1  # refused: the preamble's 共66笔记录 against 10 rows
+    result = CliRunner().invoke(_app(), ["parse", str(path), "--controls", "report", "--out", str(out)])
+    assert result.exit_code == 3, result.output
+    assert "10 lines" in result.output and "1 disagree" in result.output
+    assert ":8: control_total_mismatch" in result.output
+    assert pl.read_csv(out).height == 10  # the lines are still written
+    ok = CliRunner().invoke(_app(), ["parse", str(FIXTURES / "bai2/moj_svb_us_example.bai2"), "--controls", "report"])
+    assert ok.exit_code == 0 and "control totals: ok" in ok.output
+    bad = CliRunner().invoke(_app(), ["parse", str(path), "--controls", "lenient"])
+    assert bad.exit_code == 2

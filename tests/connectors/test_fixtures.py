@@ -1,5 +1,6 @@
 """Real third-party files: counts and totals worked out by reading each file (arithmetic in the
-comments), checked against the parsers; files whose own totals disagree must be refused."""
+comments), checked against the parsers; files whose own totals disagree must be refused under the
+default `controls="enforce"` (their lines and mismatches under `report`: test_control_policy.py)."""
 
 from __future__ import annotations
 

@@ -355,13 +355,16 @@ def run_worker(
     datadir: Path | None = None,
     loglevel: str = "warning",
     session_timeout_s: float = SESSION_TIMEOUT_S_DEFAULT,
+    retention_ms: int = RETENTION_MS_DEFAULT,
 ) -> None:
     """Run one matcher worker in this process until SIGTERM or SIGINT (Faust's worker loop).
     Topics are created first where missing (inputs co-partitioned, see connectors.kafka.admin)."""
     from connectors.kafka.admin import ensure_topics
 
     ensure_topics(bootstrap, topics)
-    holder = create_app(topics, bootstrap, store=store, datadir=datadir, session_timeout_s=session_timeout_s)
+    holder = create_app(
+        topics, bootstrap, store=store, datadir=datadir, session_timeout_s=session_timeout_s, retention_ms=retention_ms
+    )
     # Faust pauses the stream whenever more than 100 table writes wait in its producer buffer and
     # then drains them one 0.1 s-bounded wait at a time; every record here writes the table once,
     # so that bound, not Kafka, capped the worker near 1,000 records/s.

@@ -69,6 +69,15 @@ def worker(
             help="Consumer group session timeout, s (how soon a dead worker's partitions move).",
         ),
     ] = 10.0,
+    retention_hours: Annotated[
+        float,
+        typer.Option(
+            "--retention-hours",
+            min=1.0,
+            help="Event-time hours a decided payment's state stays in the table after its last fact and window "
+            "(then pruned; later records of it go to the dead-letter topic for T+1).",
+        ),
+    ] = 24.0,
 ) -> None:
     """Run one stream matcher worker until SIGTERM/SIGINT: payment events against callbacks."""
     from connectors.kafka.topics import Topics
@@ -84,6 +93,7 @@ def worker(
         datadir=datadir,
         loglevel=loglevel,
         session_timeout_s=session_timeout,
+        retention_ms=int(retention_hours * 3600 * 1000),
     )
 
 

@@ -96,10 +96,17 @@ def run_demo(*, out: Path, generate: bool, payments: int, seed: int, start: date
         reports += [day_out / "report.html", day_out / "report.xlsx"]
 
     if with_stream:
+        from connectors.kafka import broker
         from pipelines.stream.demo import run_stream_day
 
         console.print(f"3. stream matcher (Faust) on {days[0]} through the local Kafka broker")
-        csv_path = run_stream_day(input_root, days[0], results_root)
+        handle = broker.start()
+        try:
+            csv_path = run_stream_day(input_root, days[0], results_root, bootstrap=handle.bootstrap)
+        finally:
+            # Leave the machine as the demo found it: a broker it started is stopped again.
+            if handle.started:
+                broker.stop()
         truth = input_root / days[0].isoformat() / "truth" / "stream_breaks.csv"
         expected, missed, false = compare_with_truth(csv_path, truth)
         truth_table.add_row(

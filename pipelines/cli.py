@@ -9,12 +9,15 @@ from __future__ import annotations
 import importlib
 from datetime import date
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+
+if TYPE_CHECKING:
+    from pipelines.simulate.generator import DaySummary
 
 app = typer.Typer(
     name="payrecon",
@@ -77,22 +80,15 @@ def simulate(
     _print_day_summary(written)
 
 
-def _print_day_summary(day_dirs: list[Path]) -> None:
-    import polars as pl
-
+def _print_day_summary(days: list[DaySummary]) -> None:
     table = Table(title="simulated business days")
     for col in ("date", "payments", "channel lines", "stream events", "T+1 breaks (truth)", "stream breaks (truth)"):
         table.add_column(col, justify="right")
-    for day_dir in day_dirs:
-        payments = pl.read_csv(day_dir / "internal" / "payments.csv", infer_schema=False).height
-        lines = sum(
-            1 for p in (day_dir / "channels").rglob("*") if p.is_file()
-        )  # files; the per-line count is in the parse summaries
-        with open(day_dir / "stream" / "events.jsonl", encoding="utf-8") as fh:
-            events = sum(1 for _ in fh)
-        truth = pl.read_csv(day_dir / "truth" / "breaks.csv", infer_schema=False).height
-        stream_truth = pl.read_csv(day_dir / "truth" / "stream_breaks.csv", infer_schema=False).height
-        table.add_row(day_dir.name, str(payments), f"{lines} files", str(events), str(truth), str(stream_truth))
+    for d in days:
+        table.add_row(
+            d.day_dir.name, f"{d.payments:,}", f"{d.channel_lines:,}", f"{d.events:,}", f"{d.truth_breaks:,}",
+            f"{d.stream_truth_breaks:,}",
+        )  # fmt: skip
     Console().print(table)
 
 

@@ -559,6 +559,18 @@ def cross_day_lines(out: DayOutput, rules: dict[str, Rule]) -> list[tuple[str, B
     return result
 
 
+@dataclass(frozen=True)
+class DaySummary:
+    """What one written day holds: its folder and its counts."""
+
+    day_dir: Path
+    payments: int
+    channel_lines: int
+    events: int
+    truth_breaks: int
+    stream_truth_breaks: int
+
+
 # --- writing ------------------------------------------------------------------------------------------
 
 
@@ -635,8 +647,8 @@ def simulate(
     faults: str = "default",
     rules_dir: Path | None = None,
     progress: Callable[[date], None] | None = None,
-) -> list[Path]:
-    """Generate and write `days` consecutive business days from `start`; returns the day folders."""
+) -> list[DaySummary]:
+    """Generate and write `days` consecutive business days from `start`; returns what each holds."""
     assert days >= 1 and payments >= 1
     rules = load_rules(rules_dir) if rules_dir else load_rules()
     unknown = [ch for ch in channels if ch not in rules]
@@ -644,7 +656,7 @@ def simulate(
         raise ValueError(f"no rule file for channel(s) {', '.join(unknown)}; known: {', '.join(sorted(rules))}")
     rates = load_profile(faults)
     out_root.mkdir(parents=True, exist_ok=True)
-    written = []
+    written: list[DaySummary] = []
     previous: DayOutput | None = None
     # Millions of small tuples and no reference cycles: the cyclic collector would only rescan them.
     gc_was_enabled = gc.isenabled()
@@ -663,7 +675,17 @@ def simulate(
                     day, payments=payments, seed=seed, channels=channels, rates=rates, rules=rules,
                     previous=previous, payments_fh=pay_fh, events_fh=ev_fh,
                 )  # fmt: skip
-            written.append(write_day(out, out_root, rules))
+            day_dir = write_day(out, out_root, rules)
+            written.append(
+                DaySummary(
+                    day_dir,
+                    out.payments,
+                    sum(len(lines) for lines in out.lines.values()),
+                    out.events,
+                    len(out.truth),
+                    len(out.stream_truth),
+                )
+            )
             out.lines.clear()  # the next day needs only the cross-day payments
             previous = out
             if progress:

@@ -189,10 +189,14 @@ class ColumnMapCheck(Check):
             count = int(row[0])
         if count == 0:
             return Outcome(self, True, 0)
-        first = con.execute(
-            f"SELECT {self.example_sql()}, {_q(location_column)} FROM {table} WHERE {where} "
-            f"ORDER BY __row LIMIT {max(20, LOCATIONS_MAX)}"
-        ).fetchall()
+        return self._failed(
+            con, f"SELECT {self.example_sql()}, {_q(location_column)} FROM {table} WHERE {where}", count,
+            location_column,
+        )  # fmt: skip
+
+    def _failed(self, con: duckdb.DuckDBPyConnection, select_sql: str, count: int, location_column: str) -> Outcome:
+        """A failed outcome: `select_sql` yields (example value, location) of the unexpected rows."""
+        first = con.execute(f"{select_sql} ORDER BY __row LIMIT {max(20, LOCATIONS_MAX)}").fetchall()
         examples = _dedupe([plain(r[0]) for r in first])[:EXAMPLES_MAX]
         locations = tuple(plain(r[1]) for r in first[:LOCATIONS_MAX])
         return Outcome(self, False, count, tuple(examples), locations, location_label=_label_of(location_column))
@@ -282,13 +286,10 @@ class Unique(ColumnMapCheck):
         duplicated = int(row[0])
         if duplicated == 0:
             return Outcome(self, True, 0)
-        first = con.execute(
-            f"SELECT {c}, {_q(location_column)} FROM {table} WHERE {c} IN (SELECT {c} FROM ({groups})) "
-            f"ORDER BY __row LIMIT {max(20, LOCATIONS_MAX)}"
-        ).fetchall()
-        examples = _dedupe([plain(r[0]) for r in first])[:EXAMPLES_MAX]
-        locations = tuple(plain(r[1]) for r in first[:LOCATIONS_MAX])
-        return Outcome(self, False, duplicated, tuple(examples), locations, location_label=_label_of(location_column))
+        return self._failed(
+            con, f"SELECT {c}, {_q(location_column)} FROM {table} WHERE {c} IN (SELECT {c} FROM ({groups}))",
+            duplicated, location_column,
+        )  # fmt: skip
 
 
 @dataclass(frozen=True, eq=False)

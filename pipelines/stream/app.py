@@ -27,6 +27,7 @@ keyed by its payment_id) goes to the dead-letter topic with the reason, and the 
 from __future__ import annotations
 
 import importlib.util
+import json
 import logging
 import time
 from collections import Counter
@@ -36,6 +37,8 @@ from pathlib import Path
 from typing import Any, Literal, Protocol
 
 import faust
+from aiokafka.structs import ConsumerRecord
+from faust.types import TP
 
 from connectors.kafka.codecs import (
     DLQ_REASON_HEADER,
@@ -54,6 +57,7 @@ from connectors.kafka.codecs import (
 )
 from connectors.kafka.topics import INPUT_PARTITIONS, Topics
 from pipelines.matching.rules import Rule, load_rules
+from pipelines.stream.batching import BatchApp
 from pipelines.stream.matcher import RETENTION_MS_DEFAULT, Matcher, Output, TooLate, from_ms
 
 log = logging.getLogger(__name__)
@@ -67,6 +71,8 @@ PRODUCER_BUFFER_MAX = 10_000
 PRODUCER_BATCH_BYTES = 512 * 1024
 # Kafka's group.min.session.timeout.ms is 6 s by default: the shortest a worker may ask for.
 SESSION_TIMEOUT_S_DEFAULT = 10.0
+# The most input records one fetched batch hands to the matcher.
+BATCH_RECORDS_MAX = 2_000
 
 
 class Sink(Protocol):
@@ -139,6 +145,69 @@ class FaustSink:
         await self.app.producer.flush()
 
 
+_DELETED: Any = object()
+
+
+class TableBuffer:
+    """The matcher's store: the Faust table `payments`, written back once per key per batch.
+
+    Within a batch, reads see the batch's own writes; `flush` then writes each changed key once to
+    the table's local store and sends one changelog record for it, to the changelog partition of
+    the input partition the key belongs to (the partition of the record being applied when it was
+    written: `partition`). So the changelog carries one record per payment per batch, not one per
+    input record, and a restarted worker recovers exactly the states of its input partitions."""
+
+    def __init__(self, table: Any) -> None:
+        self.table = table
+        self.partition = 0
+        self._dirty: dict[str, tuple[Any, int]] = {}
+
+    def get(self, key: str, /) -> Any:
+        hit = self._dirty.get(key)
+        if hit is not None:
+            return None if hit[0] is _DELETED else hit[0]
+        return self.table.data.get(key)
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self._dirty[key] = (value, self.partition)
+
+    def __delitem__(self, key: str) -> None:
+        self._dirty[key] = (_DELETED, self.partition)
+
+    def items(self) -> list[tuple[str, Any]]:
+        merged = dict(self.table.data.items())
+        for key, (value, _) in self._dirty.items():
+            if value is _DELETED:
+                merged.pop(key, None)
+            else:
+                merged[key] = value
+        return list(merged.items())
+
+    def take(self) -> list[tuple[str, Any, int]]:
+        """The keys written since the last call: (key, value or None when deleted, partition)."""
+        out = [(k, None if v is _DELETED else v, p) for k, (v, p) in self._dirty.items()]
+        self._dirty.clear()
+        return out
+
+
+def _persisted(table: Any, topic: str, partition: int) -> Any:
+    """A done-callback recording the table's changelog offset in its store (what a persistent
+    store reads at start to know how far its local copy goes; a no-op in memory)."""
+    tp = TP(topic, partition)
+
+    def done(fut: Any) -> None:
+        if not fut.cancelled() and fut.exception() is None:
+            table.data.set_persisted_offset(tp, fut.result().offset)
+
+    return done
+
+
+def encode_state(value: Any) -> bytes:
+    """A table value as its changelog bytes (JSON, as the table's own `json` value serializer
+    reads it back in recovery)."""
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+
+
 def create_app(
     topics: Topics,
     bootstrap: str | Sequence[str] = "127.0.0.1:19092",
@@ -156,7 +225,7 @@ def create_app(
     `store` a Faust store URL (default: `default_store()`); `sink` None sends to Kafka;
     `retention_ms` how long (event time) a decided payment's state stays in the table."""
     servers = [bootstrap] if isinstance(bootstrap, str) else list(bootstrap)
-    app = faust.App(
+    app = BatchApp(
         topics.app_id,
         broker=[f"kafka://{s}" for s in ",".join(servers).split(",")],
         store=store or default_store(),
@@ -166,6 +235,8 @@ def create_app(
         table_standby_replicas=0,
         consumer_auto_offset_reset="earliest",
         broker_commit_interval=commit_interval_s,
+        # Records per fetched batch handed to the matcher (see pipelines.stream.batching).
+        broker_max_poll_records=BATCH_RECORDS_MAX,
         producer_acks=-1,
         # Without a linger every changelog write and output is its own produce request (one round
         # trip each, ~500 records/s); 10 ms lets the producer batch them.
@@ -194,37 +265,81 @@ def create_app(
     # Values are JSON objects (the payment's facts and what was emitted for it); keys payment_id.
     table = app.Table("payments", default=None, partitions=INPUT_PARTITIONS, key_type=str)
     rules = dict(rules if rules is not None else load_rules())
-    matcher = Matcher(rules, table, retention_ms=retention_ms)
+    buffer = TableBuffer(table)
+    matcher = Matcher(rules, buffer, retention_ms=retention_ms)
     sink_ref: list[Sink] = [sink or FaustSink(app)]
     holder = StreamApp(app, topics, None, table, rules, matcher, sink_ref)
+    to_kafka = sink is None
+    break_topic, task_topic, dlq_topic = topics.breaks, topics.repair_tasks, topics.stream_dlq
+    callback_topic = topics.channel_callbacks
 
-    async def send_output(o: Output) -> None:
-        topic = topics.breaks if o.topic_kind == "break" else topics.repair_tasks
-        await sink_ref[0].send(topic, o.key.encode(), encode_json(o.value), headers_for(o.trace_id))
-
-    async def dead_letter(message: Any, reason: str, detail: str) -> None:
+    def dead_letter(record: Any, reason: str, detail: str) -> tuple[str, bytes, bytes, Headers]:
         holder.dead_lettered += 1
-        key = message.key or b""
-        value = message.value or b""
-        record = {
+        key = record.key or b""
+        value = record.value or b""
+        body = {
             "reason": reason,
             "detail": detail,
-            "topic": message.topic,
-            "partition": message.partition,
-            "offset": message.offset,
+            "topic": record.topic,
+            "partition": record.partition,
+            "offset": record.offset,
             "key": key.decode("utf-8", "replace"),
             "value": value.decode("utf-8", "replace"),
         }
-        trace = dict(message.headers or []).get(TRACE_HEADER, b"").decode("utf-8", "replace")
+        trace = dict(record.headers or []).get(TRACE_HEADER, b"").decode("utf-8", "replace")
         headers = headers_for(trace or None, **{DLQ_REASON_HEADER: reason})
+        log.warning("dead-lettered %s/%s@%s: %s: %s", record.topic, record.partition, record.offset, reason, detail)
         # The DLQ record of an input record is keyed by where that record was, so a redelivery of
         # the same bad record is a byte-identical copy.
-        dlq_key = f"{message.topic}/{message.partition}/{message.offset}".encode()
-        await sink_ref[0].send(topics.stream_dlq, dlq_key, encode_json(record), headers)
-        log.warning("dead-lettered %s/%s@%s: %s: %s", message.topic, message.partition, message.offset, reason, detail)
+        return dlq_topic, f"{record.topic}/{record.partition}/{record.offset}".encode(), encode_json(body), headers
+
+    def output(o: Output) -> tuple[str, bytes, bytes, Headers]:
+        topic = break_topic if o.topic_kind == "break" else task_topic
+        return topic, o.key.encode(), encode_json(o.value), headers_for(o.trace_id)
+
+    async def write_table() -> None:
+        """One changelog record per key written in the batch, to its input partition's shard."""
+        data = table.data
+        changelog = table.changelog_topic.get_topic_name() if to_kafka else None
+        producer = app.producer
+        last: dict[int, Any] = {}
+        for key, value, partition in buffer.take():
+            if value is None:
+                data.pop(key, None)
+            else:
+                data[key] = value
+            if changelog is None:
+                # Unit tests (no producer running): Faust's own buffered changelog send.
+                table.send_changelog(partition, key, value, value_serializer="raw" if value is None else None)
+                continue
+            # Straight to the producer, not through Faust's send buffer (whose flush gives up
+            # after 0.1 s): a commit flushes the producer first, so no offset is committed
+            # before the changelog record of its effect is on the broker.
+            last[partition] = await producer.send(
+                changelog, key.encode(), None if value is None else encode_state(value), partition, None, None
+            )
+        for partition, fut in last.items():
+            fut.add_done_callback(_persisted(table, str(changelog), partition))
+
+    pending: list[tuple[str, bytes, bytes, Headers]] = []
+    stamps: dict[int, list[int]] = {}
+
+    async def drain() -> None:
+        """Send the decided outputs and count the decision latency of the records behind them."""
+        send = sink_ref[0].send
+        for topic, key, value, headers in pending:
+            await send(topic, key, value, headers)
+        pending.clear()
+        now_ms = int(time.time() * 1000)
+        for partition, ts in stamps.items():
+            hist = holder.latency_ms.setdefault(partition, Counter())
+            for t in ts:
+                hist[min(max(0, now_ms - t), LATENCY_HIST_MAX_MS)] += 1
+        stamps.clear()
 
     async def progress(partition: int, stream: str, tick: Tick) -> None:
         # Every effect decided so far is on the broker before the marker that says so.
+        await drain()
         await sink_ref[0].flush()
         hist = holder.latency_ms.pop(partition, Counter())
         record = {
@@ -241,46 +356,59 @@ def create_app(
         await sink_ref[0].send(topics.stream_progress, f"{partition}".encode(), encode_json(record), [])
         await sink_ref[0].flush()
 
-    async def handle(message: Any) -> Any:
-        is_callback = message.topic == topics.channel_callbacks
-        partition = message.partition
-        src: str | None = None
-        try:
-            if is_callback:
-                raw_src = dict(message.headers or []).get(SOURCE_HEADER)
-                src = parse_source(raw_src) if raw_src is not None else None
-            decoded = (decode_channel_callback if is_callback else decode_payment_event)(message.value or b"")
-            if not isinstance(decoded, Tick):
-                key = (message.key or b"").decode("utf-8", "replace")
-                if key != decoded.payment_id:
-                    raise DecodeError(
-                        "not_keyed_by_payment_id",
-                        f"key {key!r} is not the record's payment_id {decoded.payment_id!r}: the input "
-                        "topics are co-partitioned by payment_id",
-                    )
-                if decoded.channel not in rules:
-                    raise DecodeError("unknown_channel", f"no rule file for channel {decoded.channel!r}")
-        except DecodeError as exc:
-            await dead_letter(message, exc.reason, exc.detail)
-            return None
-        stream: Literal["e", "c"] = "c" if is_callback else "e"
-        if isinstance(decoded, Tick):
-            outputs = holder.matcher.tick(stream, decoded.at, partition, src)
-            for o in outputs:
-                await send_output(o)
-            await progress(partition, stream, decoded)
-            return decoded
-        try:
-            outputs = holder.matcher.apply(decoded, partition, src)
-        except TooLate as exc:
-            await dead_letter(message, "after_retention", str(exc))
-            return None
-        for o in outputs:
-            await send_output(o)
-        if message.timestamp:
-            latency = max(0, int(time.time() * 1000 - message.timestamp * 1000))
-            holder.latency_ms.setdefault(partition, Counter())[min(latency, LATENCY_HIST_MAX_MS)] += 1
-        return outputs
+    async def process(records: Sequence[Any]) -> None:
+        """Decide a batch of input records (aiokafka `ConsumerRecord`s, timestamps in ms, in offset
+        order per partition); send their effects; write each changed payment state once."""
+        apply = matcher.apply
+        for record in records:
+            partition = record.partition
+            buffer.partition = partition
+            is_callback = record.topic == callback_topic
+            src: str | None = None
+            try:
+                if is_callback:
+                    raw_src = dict(record.headers or []).get(SOURCE_HEADER)
+                    src = parse_source(raw_src) if raw_src is not None else None
+                    decoded: Any = decode_channel_callback(record.value or b"")
+                else:
+                    decoded = decode_payment_event(record.value or b"")
+                if not isinstance(decoded, Tick):
+                    key = record.key
+                    if key is None or key.decode("utf-8", "replace") != decoded.payment_id:
+                        shown = (key or b"").decode("utf-8", "replace")
+                        raise DecodeError(
+                            "not_keyed_by_payment_id",
+                            f"key {shown!r} is not the record's payment_id {decoded.payment_id!r}: the input "
+                            "topics are co-partitioned by payment_id",
+                        )
+                    if decoded.channel not in rules:
+                        raise DecodeError("unknown_channel", f"no rule file for channel {decoded.channel!r}")
+            except DecodeError as exc:
+                pending.append(dead_letter(record, exc.reason, exc.detail))
+                continue
+            if isinstance(decoded, Tick):
+                stream: Literal["e", "c"] = "c" if is_callback else "e"
+                pending.extend(output(o) for o in matcher.tick(stream, decoded.at, partition, src))
+                await progress(partition, stream, decoded)
+                continue
+            try:
+                outputs = apply(decoded, partition, src)
+            except TooLate as exc:
+                pending.append(dead_letter(record, "after_retention", str(exc)))
+                continue
+            if outputs:
+                pending.extend(output(o) for o in outputs)
+            if record.timestamp:
+                ts = stamps.get(partition)
+                if ts is None:
+                    ts = stamps[partition] = []
+                ts.append(record.timestamp)
+        await write_table()
+        await drain()
+
+    # The worker's consumer hands both input topics to `process` in fetched batches; the agent
+    # below is the same path one record at a time (unit tests under `agent.test_context()`).
+    app.register_batch_handler([topics.payment_events, topics.channel_callbacks], process)
 
     def _forget(tps: Any) -> None:
         names = {topics.payment_events, topics.channel_callbacks}
@@ -300,7 +428,17 @@ def create_app(
     @app.agent(inputs, name="match")
     async def match(stream: Any) -> Any:
         async for event in stream.events():
-            yield await handle(event.message)
+            m = event.message
+            ts_ms = int(m.timestamp * 1000) if m.timestamp else None
+            record = ConsumerRecord(
+                m.topic, m.partition, m.offset, ts_ms, m.timestamp_type, m.key, m.value, None, 0, 0,
+                tuple(m.headers or ()),
+            )  # fmt: skip
+            await process([record])
+            yield m.offset
+
+    async def dead_letter_now(message: Any, reason: str, detail: str) -> None:
+        await sink_ref[0].send(*dead_letter(message, reason, detail))
 
     raw_callbacks = app.topic(
         topics.channel_callbacks_raw,
@@ -318,7 +456,7 @@ def create_app(
         try:
             out = rekey_callback(message.value or b"")
         except DecodeError as exc:
-            await dead_letter(message, exc.reason, exc.detail)
+            await dead_letter_now(message, exc.reason, exc.detail)
             return None
         src = f"{message.partition}/{INPUT_PARTITIONS}"
         if isinstance(out, Tick):
@@ -370,4 +508,8 @@ def run_worker(
     # so that bound, not Kafka, capped the worker near 1,000 records/s.
     holder.app.producer.buffer.max_messages = PRODUCER_BUFFER_MAX
     worker = faust.Worker(holder.app, loglevel=loglevel, redirect_stdouts=False)
+    # Faust's start-up spinner hooks the root logger at DEBUG level for good, so that every
+    # `log.debug` of aiokafka (one per produced record) built a LogRecord: about a tenth of the
+    # worker's time. Without it the root logger stays at `loglevel`.
+    worker.spinner = None
     worker.execute_from_commandline()

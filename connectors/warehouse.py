@@ -202,9 +202,11 @@ class Warehouse:
         con = self.con
         con.execute("BEGIN TRANSACTION").fetchall()
         try:
-            con.register("day_breaks", breaks)
-            con.register("day_pending", pending)
-            con.register("day_outbox", outbox)
+            # As Arrow, once each: a registered Polars frame is converted again by every query.
+            newest = pl.CompatLevel.newest()
+            con.register("day_breaks", breaks.to_arrow(compat_level=newest))
+            con.register("day_pending", pending.to_arrow(compat_level=newest))
+            con.register("day_outbox", outbox.to_arrow(compat_level=newest))
             d = business_date
             self.execute("DELETE FROM pending WHERE as_of_date = ? AND channel = ?", [d, channel])
             self.execute(

@@ -418,8 +418,12 @@ def match_channel(
     counts; amounts throughout are Int64 minor units."""
     assert "since_date" in internal.columns and "after_cutoff" in internal.columns
     engine = _Engine(con, rule, business_date)
-    con.register("all_internal", internal.with_row_index("_row"))
-    con.register("all_lines", lines.with_row_index("_row"))
+    # Registered as Arrow once: a registered Polars frame is converted again by every query that
+    # scans it (seven scans per channel here). Arrow at Polars' newest level keeps string views,
+    # which DuckDB scans in place instead of copying every string column first.
+    newest = pl.CompatLevel.newest()
+    con.register("all_internal", internal.with_row_index("_row").to_arrow(compat_level=newest))
+    con.register("all_lines", lines.with_row_index("_row").to_arrow(compat_level=newest))
     try:
         fast, fast_previous = _take_clean_pairs(con, rule, business_date)
         engine.stage()

@@ -203,8 +203,8 @@ def _persisted(table: Any, topic: str, partition: int) -> Any:
 
 
 def encode_state(value: Any) -> bytes:
-    """A table value as its changelog bytes (JSON, as the table's own `json` value serializer
-    reads it back in recovery)."""
+    """A table key or value as its changelog bytes: JSON, as the table's own `json` key and value
+    serializers write them and read them back in recovery."""
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
 
 
@@ -303,7 +303,9 @@ def create_app(
         changelog = table.changelog_topic.get_topic_name() if to_kafka else None
         producer = app.producer
         last: dict[int, Any] = {}
-        for key, value, partition in buffer.take():
+        written = buffer.take()
+        matcher.stats["table_writes"] = matcher.stats.get("table_writes", 0) + len(written)
+        for key, value, partition in written:
             if value is None:
                 data.pop(key, None)
             else:
@@ -316,7 +318,7 @@ def create_app(
             # after 0.1 s): a commit flushes the producer first, so no offset is committed
             # before the changelog record of its effect is on the broker.
             last[partition] = await producer.send(
-                changelog, key.encode(), None if value is None else encode_state(value), partition, None, None
+                changelog, encode_state(key), None if value is None else encode_state(value), partition, None, None
             )
         for partition, fut in last.items():
             fut.add_done_callback(_persisted(table, str(changelog), partition))
@@ -360,6 +362,7 @@ def create_app(
         """Decide a batch of input records (aiokafka `ConsumerRecord`s, timestamps in ms, in offset
         order per partition); send their effects; write each changed payment state once."""
         apply = matcher.apply
+        matcher.stats["batches"] = matcher.stats.get("batches", 0) + 1
         for record in records:
             partition = record.partition
             buffer.partition = partition

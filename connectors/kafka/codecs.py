@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from pipelines.money import MoneyError, check_currency
+from pipelines.money import CURRENCY_EXPONENTS, MoneyError, check_currency
 from pipelines.records import BizType, ChannelCallback, PaymentEvent, PaymentStatus
 
 E = TypeVar("E", BizType, PaymentStatus)
@@ -126,11 +126,114 @@ def _tick(d: dict[str, Any]) -> Tick:
     return Tick(at)
 
 
+_BIZ_TYPES = {e.value: e for e in BizType}
+_STATUSES = {e.value: e for e in PaymentStatus}
+
+
+def _fast_time(value: Any) -> datetime | None:
+    """An aware ISO 8601 timestamp in UTC, or None for anything else (the strict path decides)."""
+    if type(value) is not str or not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return None if parsed.tzinfo is None else parsed.astimezone(UTC)
+
+
+def _fast_event(d: dict[str, Any]) -> PaymentEvent | None:
+    """The PaymentEvent of a well-formed record, checked field by field as the strict decoder
+    does, in one pass without its per-field calls; None when any field is not plainly valid (the
+    strict decoder then returns the same event or raises the precise DecodeError)."""
+    try:
+        event_id, payment_id, merchant_id, account_id, channel, trace_id = (
+            d["event_id"], d["payment_id"], d["merchant_id"], d["account_id"], d["channel"], d["trace_id"],
+        )  # fmt: skip
+        txn, amount, currency = d["channel_txn_id"], d["amount_minor"], d["currency"]
+        biz, status = _BIZ_TYPES[d["biz_type"]], _STATUSES[d["status"]]
+    except (KeyError, TypeError):
+        return None
+    parent = d.get("parent_payment_id")
+    fee = d.get("fee_minor")
+    for text in (event_id, payment_id, merchant_id, account_id, channel, trace_id):
+        if type(text) is not str or not text:
+            return None
+    if (txn is not None and type(txn) is not str) or (parent is not None and type(parent) is not str):
+        return None
+    if type(amount) is not int or amount < 0 or (fee is not None and (type(fee) is not int or fee < 0)):
+        return None
+    if type(currency) is not str or currency not in CURRENCY_EXPONENTS:
+        return None
+    occurred_at = _fast_time(d.get("occurred_at"))
+    if occurred_at is None:
+        return None
+    return PaymentEvent(
+        event_id=event_id,
+        payment_id=payment_id,
+        biz_type=biz,
+        parent_payment_id=parent or None,
+        merchant_id=merchant_id,
+        account_id=account_id,
+        channel=channel,
+        channel_txn_id=txn or None,
+        amount_minor=amount,
+        currency=currency,
+        fee_minor=fee,
+        status=status,
+        occurred_at=occurred_at,
+        trace_id=trace_id,
+    )
+
+
+def _fast_callback(d: dict[str, Any]) -> ChannelCallback | None:
+    """As `_fast_event`, for a channel callback."""
+    try:
+        callback_id, channel, txn, payment_id, channel_status, trace_id = (
+            d["callback_id"], d["channel"], d["channel_txn_id"], d["payment_id"], d["channel_status"], d["trace_id"],
+        )  # fmt: skip
+        amount, currency, status = d["amount_minor"], d["currency"], _STATUSES[d["status"]]
+    except (KeyError, TypeError):
+        return None
+    for text in (callback_id, channel, txn, payment_id, channel_status, trace_id):
+        if type(text) is not str or not text:
+            return None
+    if type(amount) is not int or amount < 0:
+        return None
+    if type(currency) is not str or currency not in CURRENCY_EXPONENTS:
+        return None
+    received_at = _fast_time(d.get("received_at"))
+    if received_at is None:
+        return None
+    paid_at = None
+    if "paid_at" in d and d["paid_at"] is not None and d["paid_at"] != "":
+        paid_at = _fast_time(d["paid_at"])
+        if paid_at is None:
+            return None
+    raw_payload = d.get("raw", "")
+    return ChannelCallback(
+        callback_id=callback_id,
+        channel=channel,
+        channel_txn_id=txn,
+        payment_id=payment_id,
+        amount_minor=amount,
+        currency=currency,
+        status=status,
+        channel_status=channel_status,
+        paid_at=paid_at,
+        received_at=received_at,
+        trace_id=trace_id,
+        raw=raw_payload if isinstance(raw_payload, str) else json.dumps(raw_payload, sort_keys=True),
+    )
+
+
 def decode_payment_event(raw: bytes) -> PaymentEvent | Tick:
     """A `payrecon.payment-events` record value: a PaymentEvent, or a watermark Tick."""
     d = _obj(raw)
     if d.get("type") == "tick":
         return _tick(d)
+    fast = _fast_event(d)
+    if fast is not None:
+        return fast
     occurred_at = _time(d, "occurred_at")
     assert occurred_at is not None
     return PaymentEvent(
@@ -156,6 +259,9 @@ def decode_channel_callback(raw: bytes) -> ChannelCallback | Tick:
     d = _obj(raw)
     if d.get("type") == "tick":
         return _tick(d)
+    fast = _fast_callback(d)
+    if fast is not None:
+        return fast
     received_at = _time(d, "received_at")
     assert received_at is not None
     raw_payload = d.get("raw", "")

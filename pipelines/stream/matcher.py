@@ -79,6 +79,9 @@ _STATUS_RANK = {
     PaymentStatus.CLOSED: 2,
 }
 NO_CALLBACK_EXPECTED = frozenset({PaymentStatus.FAILED, PaymentStatus.CLOSED})
+# Enum members by value: the state keeps values (JSON), and a dict hit is cheaper than Enum(value).
+_STATUS_BY_VALUE = {s.value: s for s in PaymentStatus}
+_BIZ_BY_VALUE = {b.value: b for b in BizType}
 WATERMARK_KEY_PREFIX = "\x00wm:"
 # The persisted copy of a watermark may lag the live one by this much event time (ms); a restarted
 # worker only closes windows a little later, which changes no final decision.
@@ -141,8 +144,11 @@ class _Decision:
 
 def _callbacks(state: dict[str, Any]) -> list[dict[str, Any]]:
     """The first delivery of each callback_id, in (received, callback_id) order."""
+    cbs = state.get("cb", [])
+    if len(cbs) < 2:
+        return list(cbs)
     first: dict[str, dict[str, Any]] = {}
-    for cb in sorted(state.get("cb", []), key=lambda c: (c["ms"], c["id"], c["k"])):
+    for cb in sorted(cbs, key=lambda c: (c["ms"], c["id"], c["k"])):
         first.setdefault(cb["id"], cb)
     return list(first.values())
 
@@ -166,7 +172,7 @@ def status_at(state: dict[str, Any], at_ms: int) -> PaymentStatus | None:
     best: tuple[int, int] | None = None
     status: PaymentStatus | None = None
     for ms, st in state.get("hist", []):
-        s = PaymentStatus(st)
+        s = _STATUS_BY_VALUE[st]
         if ms <= at_ms and (best is None or (ms, _STATUS_RANK[s]) >= best):
             best, status = (ms, _STATUS_RANK[s]), s
     return status
@@ -175,12 +181,17 @@ def status_at(state: dict[str, Any], at_ms: int) -> PaymentStatus | None:
 def decide(state: dict[str, Any], rules: Mapping[str, Rule], watermark_ms: int) -> list[_Decision]:
     """Every break the facts in `state` support now (pure: same facts and watermark, same answer)."""
     last = state.get("last")
-    channel = last["channel"] if last else (state["cb"][0]["ch"] if state.get("cb") else None)
+    all_cbs = state.get("cb")
+    channel = last["channel"] if last else (all_cbs[0]["ch"] if all_cbs else None)
     if channel is None or channel not in rules:
         return []
     rule = rules[channel]
     if rule.callback_window_s is None:
         return []
+    deadline = deadline_ms(state, rule)
+    window_closed = deadline is not None and last is not None and watermark_ms > deadline
+    if not window_closed and not all_cbs:
+        return []  # nothing to decide yet: no callback, and the window (if any) still open
     payment_id = state["pid"]
     ours_ms = state.get("first_ms")
     cbs = _callbacks(state)
@@ -227,10 +238,11 @@ def decide(state: dict[str, Any], rules: Mapping[str, Rule], watermark_ms: int) 
         )
 
     # DUPLICATE_CALLBACK: facts of the channel alone; counted, no money moves.
-    for cb_id, deliveries in sorted(_deliveries(state).items()):
+    redelivered = len(all_cbs or ()) > len(cbs)
+    for cb_id, deliveries in sorted(_deliveries(state).items()) if redelivered else ():
         if len(deliveries) > 1:
             cb = deliveries[0]
-            sign = BIZ_TYPE_SIGN[BizType(last["biz"])] if last else 1
+            sign = BIZ_TYPE_SIGN[_BIZ_BY_VALUE[last["biz"]]] if last else 1
             add(
                 BreakKind.DUPLICATE_CALLBACK,
                 cb["txn"],
@@ -241,13 +253,13 @@ def decide(state: dict[str, Any], rules: Mapping[str, Rule], watermark_ms: int) 
                 reason=f"callback {cb_id} delivered {len(deliveries)} times",
             )
 
-    deadline = deadline_ms(state, rule)
-    if deadline is not None and last is not None and watermark_ms > deadline:
+    if window_closed:
+        assert deadline is not None and last is not None
         on_time = [c for c in cbs if c["ms"] <= deadline]
         late = [c for c in cbs if c["ms"] > deadline]
         # An order we had already failed or closed when the window ended expects no callback.
         if not on_time and status_at(state, deadline) not in NO_CALLBACK_EXPECTED:
-            ours = signed_internal_amount(BizType(last["biz"]), last["amt"])
+            ours = signed_internal_amount(_BIZ_BY_VALUE[last["biz"]], last["amt"])
             add(
                 BreakKind.MISSING_CALLBACK,
                 None,
@@ -261,8 +273,8 @@ def decide(state: dict[str, Any], rules: Mapping[str, Rule], watermark_ms: int) 
                 reason=f"no callback within {rule.callback_window_s} s of {from_ms(state['sent_ms']).isoformat()}",
             )
 
-    if last is not None and PaymentStatus(last["st"]) in FINAL_STATUSES and cbs:
-        biz = BizType(last["biz"])
+    if last is not None and last["st"] in FINAL_STATUSES and cbs:
+        biz = _BIZ_BY_VALUE[last["biz"]]
         sign = BIZ_TYPE_SIGN[biz]
         succeeded = [c for c in cbs if c["st"] == PaymentStatus.SUCCEEDED]
         named = [c for c in cbs if last.get("txn") and c["txn"] == last["txn"]]
@@ -272,10 +284,10 @@ def decide(state: dict[str, Any], rules: Mapping[str, Rule], watermark_ms: int) 
             biz_type=biz,
             internal_amount_minor=last["amt"],
             internal_currency=last["cur"],
-            internal_status=PaymentStatus(last["st"]),
+            internal_status=_STATUS_BY_VALUE[last["st"]],
             channel_gross_minor=sign * primary["amt"],
             channel_currency=primary["cur"],
-            channel_status=PaymentStatus(primary["st"]),
+            channel_status=_STATUS_BY_VALUE[primary["st"]],
             channel_fee_minor=None,
         )
         decided = max(last["ms"], primary["ms"])
@@ -320,10 +332,29 @@ def decide(state: dict[str, Any], rules: Mapping[str, Rule], watermark_ms: int) 
 
 
 def _break_value(brk: Break, decided_ms: int) -> dict[str, Any]:
-    value = to_dict(brk)
-    value["decided_at"] = from_ms(decided_ms).isoformat().replace("+00:00", "Z")
-    value["engine"] = "stream"
-    return value
+    """`to_dict(brk)` (enums as values, dates as ISO text) plus when and by which engine, built
+    field by field: `to_dict` deep-copies through `dataclasses.asdict`, and a state holding a break
+    rebuilds this value on every record of its payment."""
+    return {
+        "break_id": brk.break_id,
+        "kind": brk.kind.value,
+        "channel": brk.channel,
+        "business_date": brk.business_date.isoformat(),
+        "payment_id": brk.payment_id,
+        "channel_txn_id": brk.channel_txn_id,
+        "internal_amount_minor": brk.internal_amount_minor,
+        "channel_amount_minor": brk.channel_amount_minor,
+        "currency": brk.currency,
+        "delta_minor": brk.delta_minor,
+        "rule_id": brk.rule_id,
+        "status": brk.status.value,
+        "first_seen_date": brk.first_seen_date.isoformat(),
+        "age_days": brk.age_days,
+        "action": brk.action.value,
+        "trace_id": brk.trace_id,
+        "decided_at": from_ms(decided_ms).isoformat().replace("+00:00", "Z"),
+        "engine": "stream",
+    }
 
 
 def _task_value(d: _Decision) -> dict[str, Any] | None:
@@ -439,9 +470,15 @@ class Matcher:
         self.store = store
         self.retention_ms = retention_ms
         self._wm: dict[int, dict[str, int]] = {}
+        # The partition's watermark (the oldest of `_wm[partition]`), kept up to date with it.
+        self._wm_min: dict[int, int] = {}
         self._persisted_wm: dict[int, dict[str, int]] = {}
         self._heaps: dict[int, list[tuple[int, str]]] = {}
         self._prune_heaps: dict[int, list[tuple[int, str]]] = {}
+        # What each heap holds per payment (its latest entry), so an unchanged entry is not
+        # pushed again on every record of the payment.
+        self._queued: dict[int, dict[str, int]] = {}
+        self._prune_queued: dict[int, dict[str, int]] = {}
         self.stats = {"events": 0, "callbacks": 0, "ticks": 0, "redelivered": 0, "pruned": 0}
 
     # --- partitions ----------------------------------------------------------------------------
@@ -451,20 +488,19 @@ class Matcher:
         saved = self.store.get(f"{WATERMARK_KEY_PREFIX}{partition}")
         wm = dict(saved) if saved else {"e": NO_WATERMARK_MS}
         self._wm[partition] = wm
+        self._update_watermark(partition)
         self._persisted_wm[partition] = dict(wm)
-        heap: list[tuple[int, str]] = []
-        prune: list[tuple[int, str]] = []
+        self._heaps[partition] = []
+        self._prune_heaps[partition] = []
+        self._queued[partition] = {}
+        self._prune_queued[partition] = {}
         outputs: list[Output] = []
         for key, state in list(self.store.items()):
             if key.startswith(WATERMARK_KEY_PREFIX) or not state or state.get("p") != partition:
                 continue
-            self._index(heap, state)
-            self._index_prune(prune, state)
+            self._index(partition, state)
+            self._index_prune(partition, state)
             outputs.extend(all_emitted(state, self.rules, self.watermark(partition)))
-        heapq.heapify(heap)
-        heapq.heapify(prune)
-        self._heaps[partition] = heap
-        self._prune_heaps[partition] = prune
         return outputs
 
     def forget(self, partitions: Iterable[int]) -> None:
@@ -472,44 +508,64 @@ class Matcher:
         one of them reloads its watermark, re-indexes its windows and resends its decisions."""
         for partition in partitions:
             self._wm.pop(partition, None)
+            self._wm_min.pop(partition, None)
             self._persisted_wm.pop(partition, None)
             self._heaps.pop(partition, None)
             self._prune_heaps.pop(partition, None)
+            self._queued.pop(partition, None)
+            self._prune_queued.pop(partition, None)
 
-    def _index(self, heap: list[tuple[int, str]], state: dict[str, Any]) -> None:
+    def _index(self, partition: int, state: dict[str, Any]) -> None:
+        """Queue the end of the payment's callback window while no callback is inside it."""
         last = state.get("last")
         if last is None or last["channel"] not in self.rules:
             return
         deadline = deadline_ms(state, self.rules[last["channel"]])
-        if deadline is not None and not any(c["ms"] <= deadline for c in state.get("cb", [])):
-            heapq.heappush(heap, (deadline, state["pid"]))
+        if deadline is None or any(c["ms"] <= deadline for c in state.get("cb", [])):
+            return
+        pid = state["pid"]
+        queued = self._queued[partition]
+        if queued.get(pid) != deadline:
+            # The same (deadline, payment) entry already queued decides the same way when it pops.
+            queued[pid] = deadline
+            heapq.heappush(self._heaps[partition], (deadline, pid))
 
     def prune_at(self, state: dict[str, Any]) -> int | None:
         """The watermark (ms) past which `state` may be pruned, or None while our status is not
         final (a payment still PROCESSING may yet succeed or fail)."""
         last = state.get("last")
-        if last is not None and PaymentStatus(last["st"]) not in FINAL_STATUSES:
+        if last is not None and last["st"] not in FINAL_STATUSES:
             return None
         horizon = max([last["ms"] if last else NO_WATERMARK_MS, *(c["ms"] for c in state.get("cb", []))])
         rule = self.rules.get(last["channel"]) if last else None
         deadline = deadline_ms(state, rule) if rule else None
         return max(horizon, deadline or horizon) + self.retention_ms
 
-    def _index_prune(self, heap: list[tuple[int, str]], state: dict[str, Any]) -> None:
+    def _index_prune(self, partition: int, state: dict[str, Any]) -> None:
         at = self.prune_at(state)
-        if at is not None:
-            heapq.heappush(heap, (at, state["pid"]))
+        if at is None:
+            return
+        pid = state["pid"]
+        queued = self._prune_queued[partition]
+        if queued.get(pid) != at:
+            queued[pid] = at
+            heapq.heappush(self._prune_heaps[partition], (at, pid))
 
     def watermark(self, partition: int) -> int:
         """The partition's event-time watermark (ms): the oldest of its input streams (payment
         events and every callback source); none until a callback source has been seen."""
+        return self._wm_min[partition]
+
+    def _update_watermark(self, partition: int) -> None:
         wm = self._wm[partition]
         callbacks = [v for k, v in wm.items() if k != "e"]
-        return min(wm["e"], *callbacks) if callbacks else NO_WATERMARK_MS
+        self._wm_min[partition] = min(wm["e"], *callbacks) if callbacks else NO_WATERMARK_MS
 
     def _sources(self, partition: int, stream: Literal["e", "c"], src: str | None) -> str:
         key = source_key(stream, src)
         wm = self._wm[partition]
+        if key in wm:
+            return key
         if src is not None and stream == "c":
             # Every raw source counts from the first re-keyed record on: a source not heard from
             # yet may still hold older callbacks for this partition.
@@ -517,6 +573,7 @@ class Matcher:
             for i in range(count):
                 wm.setdefault(f"c/{i}", NO_WATERMARK_MS)
         wm.setdefault(key, NO_WATERMARK_MS)
+        self._update_watermark(partition)
         return key
 
     # --- records -------------------------------------------------------------------------------
@@ -537,11 +594,11 @@ class Matcher:
         stream: Literal["e", "c"]
         if isinstance(record, PaymentEvent):
             self.stats["events"] += 1
-            fresh = _add_event(state, record)
+            fresh = _add_event(state, record, at)
             stream = "e"
         else:
             self.stats["callbacks"] += 1
-            fresh = _add_callback(state, record)
+            fresh = _add_callback(state, record, at)
             stream = "c"
         key = self._sources(partition, stream, src)
         if not fresh:
@@ -558,9 +615,13 @@ class Matcher:
         outputs.extend(emit(state, decide(state, self.rules, self.watermark(partition))))
         self.store[pid] = state
         if state.get("sent_ms") is not None:
-            self._index(self._heaps[partition], state)
-        self._index_prune(self._prune_heaps[partition], state)
-        outputs.extend(self._expire(partition))
+            self._index(partition, state)
+        self._index_prune(partition, state)
+        heap = self._heaps[partition]
+        if heap and heap[0][0] < self._wm_min[partition]:
+            outputs.extend(self._expire(partition))
+        else:
+            self._prune(partition, self._wm_min[partition])
         return outputs
 
     def tick(self, stream: Literal["e", "c"], at: datetime, partition: int, src: str | None = None) -> list[Output]:
@@ -578,6 +639,7 @@ class Matcher:
         if at_ms <= wm[key] and not force_persist:
             return
         wm[key] = max(wm[key], at_ms)
+        self._update_watermark(partition)
         persisted = self._persisted_wm[partition]
         if force_persist or wm[key] - persisted.get(key, NO_WATERMARK_MS) >= WATERMARK_PERSIST_STEP_MS:
             self.store[f"{WATERMARK_KEY_PREFIX}{partition}"] = dict(wm)
@@ -585,9 +647,12 @@ class Matcher:
 
     def _expire(self, partition: int) -> Iterator[Output]:
         heap = self._heaps[partition]
+        queued = self._queued[partition]
         watermark = self.watermark(partition)
         while heap and heap[0][0] < watermark:
-            _, pid = heapq.heappop(heap)
+            deadline, pid = heapq.heappop(heap)
+            if queued.get(pid) == deadline:
+                del queued[pid]
             state = self.store.get(pid)
             if not state:
                 continue
@@ -600,8 +665,11 @@ class Matcher:
 
     def _prune(self, partition: int, watermark: int) -> None:
         heap = self._prune_heaps[partition]
+        queued = self._prune_queued[partition]
         while heap and heap[0][0] < watermark:
-            _, pid = heapq.heappop(heap)
+            queued_at, pid = heapq.heappop(heap)
+            if queued.get(pid) == queued_at:
+                del queued[pid]
             state = self.store.get(pid)
             if not state:
                 continue
@@ -612,6 +680,7 @@ class Matcher:
             # Its windows are decided and every emitted record is on the output topics; nothing
             # within the retention can change it, so it leaves the table (a changelog tombstone).
             del self.store[pid]
+            queued.pop(pid, None)
             self.stats["pruned"] += 1
 
     def live_payments(self) -> int:
@@ -631,17 +700,17 @@ def _copy(state: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _add_event(state: dict[str, Any], ev: PaymentEvent) -> bool:
+def _add_event(state: dict[str, Any], ev: PaymentEvent, at: int) -> bool:
+    """Add our event (at `at`, its occurred_at in ms) to the payment's facts; False when known."""
     if ev.event_id in state["ev"]:
         return False
     state["ev"].append(ev.event_id)
-    state.setdefault("hist", []).append([to_ms(ev.occurred_at), ev.status.value])
-    at = to_ms(ev.occurred_at)
+    state.setdefault("hist", []).append([at, ev.status.value])
     state["first_ms"] = min(at, state.get("first_ms") or at)
     if ev.status in SENT_STATUSES:
         state["sent_ms"] = min(at, state.get("sent_ms") or at)
     last = state.get("last")
-    if last is None or (at, _STATUS_RANK[ev.status]) >= (last["ms"], _STATUS_RANK[PaymentStatus(last["st"])]):
+    if last is None or (at, _STATUS_RANK[ev.status]) >= (last["ms"], _STATUS_RANK[_STATUS_BY_VALUE[last["st"]]]):
         state["last"] = {
             "st": ev.status.value,
             "ms": at,
@@ -661,8 +730,9 @@ def delivery_key(cb: ChannelCallback) -> str:
     return f"{cb.callback_id}@{to_ms(cb.received_at)}"
 
 
-def _add_callback(state: dict[str, Any], cb: ChannelCallback) -> bool:
-    key = delivery_key(cb)
+def _add_callback(state: dict[str, Any], cb: ChannelCallback, at: int) -> bool:
+    """Add one callback delivery (received at `at` ms) to the payment's facts; False when known."""
+    key = f"{cb.callback_id}@{at}"
     if any(c["k"] == key for c in state["cb"]):
         return False
     state["cb"].append(
@@ -674,7 +744,7 @@ def _add_callback(state: dict[str, Any], cb: ChannelCallback) -> bool:
             "amt": cb.amount_minor,
             "cur": cb.currency,
             "st": cb.status.value,
-            "ms": to_ms(cb.received_at),
+            "ms": at,
             "tr": cb.trace_id,
         }
     )

@@ -111,6 +111,8 @@ class StreamApp:
     latency_ms: dict[int, Counter[int]] = field(default_factory=dict)
     dead_lettered: int = 0
     rekey_agent: Any = None
+    # Decides a batch of input records (aiokafka ConsumerRecords): what the worker's consumer calls.
+    process_batch: Any = None
 
 
 class FaustSink:
@@ -412,6 +414,7 @@ def create_app(
     # The worker's consumer hands both input topics to `process` in fetched batches; the agent
     # below is the same path one record at a time (unit tests under `agent.test_context()`).
     app.register_batch_handler([topics.payment_events, topics.channel_callbacks], process)
+    holder.process_batch = process
 
     def _forget(tps: Any) -> None:
         names = {topics.payment_events, topics.channel_callbacks}

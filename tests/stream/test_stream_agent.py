@@ -6,12 +6,14 @@ import asyncio
 import json
 from typing import Any
 
+from aiokafka.structs import ConsumerRecord
+from faust.serializers import codecs
 from stream_helpers import at, callback, event
 
 from connectors.kafka.codecs import encode_tick
 from connectors.kafka.topics import Topics
 from pipelines.records import PaymentStatus, to_dict
-from pipelines.stream.app import create_app
+from pipelines.stream.app import create_app, encode_state
 
 TOPICS = Topics("unit")
 
@@ -213,3 +215,41 @@ def test_interleaved_raw_sources_do_not_close_a_window_early():
     assert sink.on(TOPICS.stream_dlq) == []
     assert sink.on(TOPICS.breaks) == []
     assert holder.matcher.watermark(1) == int(at(1000).timestamp() * 1000)
+
+
+def _record(topic: str, key: bytes, value: bytes, partition: int, offset: int) -> ConsumerRecord:
+    return ConsumerRecord(topic, partition, offset, 1_700_000_000_000, 0, key, value, None, len(key), len(value), ())
+
+
+def test_a_batch_writes_each_changed_payment_once_to_the_table():
+    """The worker's batch path: three records of one payment in one batch are one table write
+    (one changelog record), and the decisions equal those of the same records one at a time."""
+    p = "P7"
+    feed = [
+        (TOPICS.payment_events, p.encode(), _value(event(p, PaymentStatus.PROCESSING, 0))),
+        (TOPICS.channel_callbacks, p.encode(), _value(callback(p, 5, amount=9_000))),
+        (TOPICS.payment_events, p.encode(), _value(event(p, PaymentStatus.SUCCEEDED, 6, txn="T1"))),
+    ]
+    sink = ListSink()
+    holder = create_app(TOPICS, store="memory://", sink=sink)
+    records = [_record(topic, key, value, 2, offset) for offset, (topic, key, value) in enumerate(feed)]
+    asyncio.run(holder.process_batch(records))
+    # The payment's state and the partition's first watermark: one write each.
+    assert holder.matcher.stats["table_writes"] == 2
+    assert holder.table.data[p]["p"] == 2 and len(holder.table.data[p]["ev"]) == 2
+
+    one_by_one, _ = _run(feed)
+    assert [r[1:3] for r in sink.records] == [r[1:3] for r in one_by_one.records]
+    assert [r[2]["kind"] for r in sink.on(TOPICS.breaks)] == ["PARTIAL_PAYMENT"]
+
+
+def test_changelog_bytes_read_back_through_the_table_serializers():
+    """The batch path writes changelog records itself: recovery must decode them with the
+    table's own key and value serializers (json), or a restarted worker cannot rebuild its state."""
+    holder = create_app(TOPICS, store="memory://", sink=ListSink())
+    table = holder.table
+    for key in ("P1", "\x00wm:3", "P-é"):
+        assert codecs.loads(table.key_serializer, encode_state(key)) == key
+    state = {"pid": "P1", "p": 0, "ev": ["e1"], "cb": [], "out": {}, "tasks": {}, "last": None, "amt": 10}
+    assert codecs.loads(table.value_serializer, encode_state(state)) == state
+    assert encode_state("P1") == codecs.dumps(table.key_serializer, "P1")

@@ -425,7 +425,7 @@ def match_channel(
     con.register("all_internal", internal.with_row_index("_row").to_arrow(compat_level=newest))
     con.register("all_lines", lines.with_row_index("_row").to_arrow(compat_level=newest))
     try:
-        fast, fast_previous = _take_clean_pairs(con, rule, business_date)
+        fast, fast_previous = _take_clean_pairs(con, rule, business_date, internal, lines)
         engine.stage()
         for k, key in enumerate(rule.match_keys, start=1):
             PASSES[key](engine, k)
@@ -436,8 +436,8 @@ def match_channel(
         pending = engine.pending()
     finally:
         engine.cleanup()
-        for name in ("in_internal", "in_lines", "clean_pairs"):
-            con.execute(f"DROP TABLE IF EXISTS {name}").fetchall()
+        for name in ("in_internal", "in_lines"):
+            con.unregister(name)
         con.unregister("all_internal")
         con.unregister("all_lines")
     # The clean pairs taken first are matched records and matched lines (invariant 6 still holds).
@@ -449,10 +449,12 @@ def match_channel(
     return ChannelResult(breaks, pending, internal_counts, channel_counts, carry)
 
 
-def _take_clean_pairs(con: duckdb.DuckDBPyConnection, rule: Rule, business_date: date) -> tuple[int, int]:
-    """The fast path: take out, in one DuckDB pass, the pairs the passes below would match and
-    classify clean, and leave the rest as `in_internal` and `in_lines` for them. Returns how many
-    pairs were taken and how many of their records came from an earlier day (carried forward).
+def _take_clean_pairs(
+    con: duckdb.DuckDBPyConnection, rule: Rule, business_date: date, internal: pl.DataFrame, lines: pl.DataFrame
+) -> tuple[int, int]:
+    """The fast path: take out the pairs the passes below would match and classify clean, and
+    register the rest as `in_internal` and `in_lines` for them (Arrow, in input order). Returns
+    how many pairs were taken and how many of their records came from an earlier day.
 
     A pair is taken when the rule matches on `channel_txn_id` first, the id is on exactly one of
     our records and exactly one line, no other line names our payment id as its reference (so no
@@ -460,48 +462,65 @@ def _take_clean_pairs(con: duckdb.DuckDBPyConnection, rule: Rule, business_date:
     break. Such a pair is matched by the first pass and forms a one-line group that classifies
     clean, whatever else is in the day, so taking it out first changes no other outcome. Most of a
     day's rows are such pairs, which the general passes would carry through a dozen statements.
-    `all_internal` and `all_lines` are the input frames with a `_row` index."""
+    `all_internal` and `all_lines` are `internal` and `lines` registered with a `_row` index.
+
+    How, at ten million rows: uniqueness is counted on 64-bit hashes of the ids (a collision only
+    sends a pair to the general passes), "named by another line" is judged from the few lines that
+    name a payment other than their pair's and the lines left without a pair, and the leftovers
+    are cut from the frames with row masks instead of anti-joins over every row."""
+    newest = pl.CompatLevel.newest()
     if not FAST_PATH or rule.match_keys[0] != MatchKey.CHANNEL_TXN_ID:
-        con.execute(
-            "CREATE OR REPLACE TEMP TABLE clean_pairs (i_row BIGINT, l_row BIGINT, previous BOOLEAN)"
-        ).fetchall()
-    else:
-        pair = _pair_columns(
-            rule, amount="l.gross_minor", fee="l.fee_minor", net="l.net_minor", status="l.status", currency="l.currency"
-        )
-        kind, _, _ = classify_expr(rule, pair)
-        day = f"DATE '{business_date.isoformat()}'"
-        con.execute(f"""
-            CREATE OR REPLACE TEMP TABLE clean_pairs AS
-            WITH i1 AS (SELECT channel_txn_id FROM all_internal WHERE channel_txn_id <> ''
-                        GROUP BY channel_txn_id HAVING count(*) = 1),
-                 l1 AS (SELECT channel_txn_id FROM all_lines WHERE channel_txn_id <> ''
-                        GROUP BY channel_txn_id HAVING count(*) = 1),
-                 refs AS (SELECT payment_id, count(*) AS n FROM all_lines WHERE payment_id <> ''
-                          GROUP BY payment_id),
-                 p AS (
-                    SELECT i._row AS i_row, l._row AS l_row, i.since_date < {day} AS previous,
-                           i.payment_id AS i_payment_id, l.payment_id AS l_payment_id,
-                           i.currency AS i_currency, i.status AS i_status,
-                           {signed_amount_expr("i.biz_type", "i.amount_minor")} AS ours,
-                           {expected_fee_expr(rule, "i.biz_type", "i.amount_minor")} AS exp_fee,
-                           {is_credit_expr("i.biz_type")} AS credit,
-                           l.gross_minor, l.fee_minor, l.net_minor, l.status, l.currency
-                    FROM all_internal i
-                    JOIN all_lines l ON i.channel_txn_id = l.channel_txn_id
-                    SEMI JOIN i1 ON i1.channel_txn_id = i.channel_txn_id
-                    SEMI JOIN l1 ON l1.channel_txn_id = l.channel_txn_id)
-            SELECT l.i_row, l.l_row, l.previous
-            FROM p AS l LEFT JOIN refs r ON r.payment_id = l.i_payment_id
-            WHERE (r.n IS NULL OR (r.n = 1 AND l.l_payment_id = l.i_payment_id)) AND ({kind}) IS NULL
-            """).fetchall()
-    con.execute("""
-        CREATE OR REPLACE TEMP TABLE in_internal AS
-        SELECT * EXCLUDE (_row) FROM all_internal a
-        WHERE NOT EXISTS (SELECT 1 FROM clean_pairs c WHERE c.i_row = a._row) ORDER BY a._row""").fetchall()
-    con.execute("""
-        CREATE OR REPLACE TEMP TABLE in_lines AS
-        SELECT * EXCLUDE (_row) FROM all_lines a
-        WHERE NOT EXISTS (SELECT 1 FROM clean_pairs c WHERE c.l_row = a._row) ORDER BY a._row""").fetchall()
-    rows = con.execute("SELECT count(*), count(*) FILTER (previous) FROM clean_pairs").fetchall()
-    return int(rows[0][0]), int(rows[0][1])
+        con.register("in_internal", internal.to_arrow(compat_level=newest))
+        con.register("in_lines", lines.to_arrow(compat_level=newest))
+        return 0, 0
+    pair = _pair_columns(
+        rule, amount="l.gross_minor", fee="l.fee_minor", net="l.net_minor", status="l.status", currency="l.currency"
+    )
+    kind, _, _ = classify_expr(rule, pair)
+    day = f"DATE '{business_date.isoformat()}'"
+    # Candidate pairs: the id is unique on both sides.
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE fp AS
+        WITH i1 AS (SELECT hash(channel_txn_id) AS h FROM all_internal WHERE channel_txn_id <> ''
+                    GROUP BY 1 HAVING count(*) = 1),
+             l1 AS (SELECT hash(channel_txn_id) AS h FROM all_lines WHERE channel_txn_id <> ''
+                    GROUP BY 1 HAVING count(*) = 1),
+             p AS (
+                SELECT i._row AS i_row, l._row AS l_row, i.since_date < {day} AS previous,
+                       i.payment_id AS i_payment_id, l.payment_id AS l_payment_id,
+                       i.currency AS i_currency, i.status AS i_status,
+                       {signed_amount_expr("i.biz_type", "i.amount_minor")} AS ours,
+                       {expected_fee_expr(rule, "i.biz_type", "i.amount_minor")} AS exp_fee,
+                       {is_credit_expr("i.biz_type")} AS credit,
+                       l.gross_minor, l.fee_minor, l.net_minor, l.status, l.currency
+                FROM all_internal i
+                JOIN all_lines l ON i.channel_txn_id = l.channel_txn_id
+                SEMI JOIN i1 ON i1.h = hash(i.channel_txn_id)
+                SEMI JOIN l1 ON l1.h = hash(l.channel_txn_id))
+        SELECT l.i_row, l.l_row, l.previous, l.i_payment_id, ({kind}) IS NULL AS clean,
+               CASE WHEN l.l_payment_id <> '' AND l.l_payment_id <> l.i_payment_id THEN l.l_payment_id END AS named
+        FROM p AS l""").fetchall()
+    paired = _mask(lines.height, con.sql("SELECT l_row FROM fp").pl()["l_row"], True)
+    # The payment ids a line names other than through its own pair: lines without a pair, and
+    # paired lines that name another payment than their pair's.
+    unpaired = lines.filter(~paired).filter(pl.col("payment_id") != "")
+    con.register("unpaired_refs", unpaired.select("payment_id").to_arrow(compat_level=newest))
+    try:
+        taken = con.sql("""
+            SELECT i_row, l_row, previous FROM fp
+            WHERE clean AND i_payment_id NOT IN (
+                SELECT payment_id FROM unpaired_refs
+                UNION ALL SELECT named FROM fp WHERE named IS NOT NULL)""").pl()
+    finally:
+        con.unregister("unpaired_refs")
+        con.execute("DROP TABLE fp").fetchall()
+    left_i = internal.filter(~_mask(internal.height, taken["i_row"], True))
+    left_l = lines.filter(~_mask(lines.height, taken["l_row"], True))
+    con.register("in_internal", left_i.to_arrow(compat_level=newest))
+    con.register("in_lines", left_l.to_arrow(compat_level=newest))
+    return taken.height, int(taken["previous"].sum())
+
+
+def _mask(n: int, rows: pl.Series, value: bool) -> pl.Series:
+    """A Boolean series of length `n`: `value` at the positions `rows`, the opposite elsewhere."""
+    return pl.repeat(not value, n, dtype=pl.Boolean, eager=True).scatter(rows, value)

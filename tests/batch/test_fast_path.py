@@ -119,8 +119,10 @@ def test_a_clean_day_goes_all_through_the_fast_path(monkeypatch: pytest.MonkeyPa
     taken: list[int] = []
     original = engine._take_clean_pairs
 
-    def spy(con: duckdb.DuckDBPyConnection, rule: Rule, day: object) -> tuple[int, int]:
-        result = original(con, rule, day)  # type: ignore[arg-type]
+    def spy(
+        con: duckdb.DuckDBPyConnection, rule: Rule, day: object, ours: pl.DataFrame, theirs: pl.DataFrame
+    ) -> tuple[int, int]:
+        result = original(con, rule, day, ours, theirs)  # type: ignore[arg-type]
         taken.append(con.execute("SELECT count(*) FROM in_internal").fetchall()[0][0])
         return result
 

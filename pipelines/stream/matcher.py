@@ -63,7 +63,6 @@ from pipelines.records import (
     RepairTask,
     break_id,
     task_id,
-    to_dict,
 )
 
 FINAL_STATUSES = frozenset({PaymentStatus.SUCCEEDED, PaymentStatus.FAILED, PaymentStatus.CLOSED})
@@ -374,10 +373,20 @@ def _task_value(d: _Decision) -> dict[str, Any] | None:
         trace_id=d.brk.trace_id,
         extra={"engine": "stream", "rule_id": d.rule.ref, "kind": d.brk.kind.value},
     )
-    value = to_dict(task)
-    extra = value.pop("extra")
-    value.update(extra)
-    return value
+    # `to_dict(task)` with `extra` merged in, field by field (asdict deep-copies).
+    return {
+        "task_id": task.task_id,
+        "break_id": task.break_id,
+        "action": task.action.value,
+        "payment_id": task.payment_id,
+        "amount_minor": task.amount_minor,
+        "currency": task.currency,
+        "reason": task.reason,
+        "requires_approval": task.requires_approval,
+        "created_at": task.created_at.isoformat(),
+        "trace_id": task.trace_id,
+        **task.extra,
+    }
 
 
 def _digest(value: dict[str, Any]) -> str:
@@ -558,8 +567,8 @@ class Matcher:
 
     def _update_watermark(self, partition: int) -> None:
         wm = self._wm[partition]
-        callbacks = [v for k, v in wm.items() if k != "e"]
-        self._wm_min[partition] = min(wm["e"], *callbacks) if callbacks else NO_WATERMARK_MS
+        # The oldest of the payment events ("e") and every callback source; none without a source.
+        self._wm_min[partition] = min(wm.values()) if len(wm) > 1 else NO_WATERMARK_MS
 
     def _sources(self, partition: int, stream: Literal["e", "c"], src: str | None) -> str:
         key = source_key(stream, src)
@@ -638,8 +647,11 @@ class Matcher:
         wm = self._wm[partition]
         if at_ms <= wm[key] and not force_persist:
             return
-        wm[key] = max(wm[key], at_ms)
-        self._update_watermark(partition)
+        old = wm[key]
+        wm[key] = max(old, at_ms)
+        if old <= self._wm_min[partition]:
+            # This input was (one of) the oldest: the partition's watermark may move.
+            self._update_watermark(partition)
         persisted = self._persisted_wm[partition]
         if force_persist or wm[key] - persisted.get(key, NO_WATERMARK_MS) >= WATERMARK_PERSIST_STEP_MS:
             self.store[f"{WATERMARK_KEY_PREFIX}{partition}"] = dict(wm)

@@ -15,7 +15,14 @@ from report_xlsx_reader import Workbook
 
 from pipelines.records import BreakKind
 from pipelines.report import ReportInputError, write_reports
-from pipelines.report.model import AGING_BUCKETS, amount_text, bucket_expr, bucket_of, grouped
+from pipelines.report.model import (
+    AGING_BUCKETS,
+    amount_text,
+    bucket_expr,
+    bucket_of,
+    grouped,
+    with_amount_at_risk,
+)
 
 
 def _write(tmp: Path, **overrides: object) -> tuple[Path, Path]:
@@ -201,6 +208,15 @@ def test_a_kind_sheet_is_capped_with_a_note_and_the_summary_stays_exact(
     assert total > 2
     listed = [r for r in rows[1:] if r and r[0] and str(r[0]).startswith("brk_")]
     assert len(listed) == 2
+    # The largest breaks by amount at risk are the ones listed, largest first.
+    largest = (
+        with_amount_at_risk(breaks_frame().filter(pl.col("kind") == "AMOUNT_MISMATCH"))
+        .sort("at_risk_minor", descending=True)["at_risk_minor"]
+        .head(2)
+        .to_list()
+    )
+    at_risk_col = rows[0].index("at_risk_minor")
+    assert [int(r[at_risk_col]) for r in listed] == largest
     assert any(r and str(r[0]).startswith(f"{total - 2} more breaks of this kind ({total} in all)") for r in rows)
     # The summary still counts every break of the kind.
     summary = wb.rows("Summary")

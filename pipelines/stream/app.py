@@ -35,7 +35,7 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, cast
 
 import faust
 from aiokafka.structs import ConsumerRecord
@@ -190,7 +190,8 @@ class TableBuffer:
 
 def _persisted(table: Any, topic: str, partition: int) -> Any:
     """A done-callback recording the table's changelog offset in its store (what a persistent
-    store reads at start to know how far its local copy goes; a no-op in memory)."""
+    store reads at start to know how far its local copy goes; a no-op in memory). A batch's
+    metadata names its first offset: recovery may re-read a few records it has, never skip one."""
     tp = TP(topic, partition)
 
     def done(fut: Any) -> None:
@@ -298,28 +299,42 @@ def create_app(
     async def write_table() -> None:
         """One changelog record per key written in the batch, to its input partition's shard."""
         data = table.data
-        changelog = table.changelog_topic.get_topic_name() if to_kafka else None
-        producer = app.producer
-        last: dict[int, Any] = {}
         written = buffer.take()
         matcher.stats["table_writes"] = matcher.stats.get("table_writes", 0) + len(written)
+        if not to_kafka:
+            # Unit tests (no producer running): Faust's own buffered changelog send.
+            for key, value, partition in written:
+                if value is None:
+                    data.pop(key, None)
+                else:
+                    data[key] = value
+                table.send_changelog(partition, key, value, value_serializer="raw" if value is None else None)
+            return
+        # Straight to the producer as one record batch per changelog partition, not through
+        # Faust's send buffer (whose flush gives up after 0.1 s) nor one send (and one future)
+        # per record: a commit flushes the producer first, so no offset is committed before the
+        # changelog records of its effects are on the broker.
+        changelog = table.changelog_topic.get_topic_name()
+        producer = cast(Any, app.producer)._ensure_producer()  # the aiokafka producer
+        batches: dict[int, Any] = {}
         for key, value, partition in written:
             if value is None:
                 data.pop(key, None)
+                encoded = None
             else:
                 data[key] = value
-            if changelog is None:
-                # Unit tests (no producer running): Faust's own buffered changelog send.
-                table.send_changelog(partition, key, value, value_serializer="raw" if value is None else None)
-                continue
-            # Straight to the producer, not through Faust's send buffer (whose flush gives up
-            # after 0.1 s): a commit flushes the producer first, so no offset is committed
-            # before the changelog record of its effect is on the broker.
-            last[partition] = await producer.send(
-                changelog, encode_state(key), None if value is None else encode_state(value), partition, None, None
-            )
-        for partition, fut in last.items():
-            fut.add_done_callback(_persisted(table, str(changelog), partition))
+                encoded = encode_state(value)
+            batch = batches.get(partition)
+            if batch is None:
+                batch = batches[partition] = producer.create_batch()
+            if batch.append(key=encode_state(key), value=encoded, timestamp=None) is None:
+                # Full: send it and start the next one for this partition.
+                await producer.send_batch(batch, changelog, partition=partition)
+                batch = batches[partition] = producer.create_batch()
+                batch.append(key=encode_state(key), value=encoded, timestamp=None)
+        for partition, batch in batches.items():
+            fut = await producer.send_batch(batch, changelog, partition=partition)
+            fut.add_done_callback(_persisted(table, changelog, partition))
 
     pending: list[tuple[str, bytes, bytes, Headers]] = []
     stamps: dict[int, list[int]] = {}

@@ -137,10 +137,16 @@ def kept_quality(paths: DayPaths, parts: list[str]) -> list[Any]:
 
 # --- step 1 ----------------------------------------------------------------------------------------
 def prepare_day(
-    wh: Warehouse, paths: DayPaths, rules: dict[str, Rule], requested: list[str] | None = None
+    wh: Warehouse,
+    paths: DayPaths,
+    rules: dict[str, Rule],
+    requested: list[str] | None = None,
+    keep: dict[str, pl.DataFrame] | None = None,
 ) -> dict[str, int]:
     """Stage our records for the day, per channel; returns the rows staged for each channel to
     reconcile (`discover_channels`: the requested ones, else those with files or with records).
+    `keep`, when given, receives each channel's staged frame too, so a caller in the same process
+    (`run_day`) hands it to `match_and_persist` instead of reading the partition back.
 
     Raises InputFileError when payments.csv is unreadable or fails the quality gate: without our
     side nothing can be reconciled, so the day stops with the file, line and reason.
@@ -161,6 +167,8 @@ def prepare_day(
         part = frame.filter(pl.col("channel") == channel)
         wh.write_partition("internal", paths.business_date, channel, part)
         staged[channel] = part.height
+        if keep is not None:
+            keep[channel] = part
         del part
     return staged
 
@@ -329,11 +337,17 @@ def take_in_channel(wh: Warehouse, paths: DayPaths, rule: Rule) -> tuple[dict[st
 
 
 def match_and_persist(
-    wh: Warehouse, paths: DayPaths, rule: Rule, report: dict[str, Any], lines: pl.DataFrame | None = None
+    wh: Warehouse,
+    paths: DayPaths,
+    rule: Rule,
+    report: dict[str, Any],
+    lines: pl.DataFrame | None = None,
+    staged: pl.DataFrame | None = None,
 ) -> ChannelDay:
     """Match the channel's staged lines (or `lines`, when the caller still holds them) against our
-    staged records plus the pending set, decide actions, and persist breaks, pending set, outbox
-    and counts in one transaction. Returns the channel's summary entry and reported breaks.
+    staged records (or `staged`, likewise) plus the pending set, decide actions, and persist
+    breaks, pending set, outbox and counts in one transaction. Returns the channel's summary entry
+    and reported breaks.
 
     When no file of the channel was accepted (none arrived, or all were quarantined) the channel is
     held: our records stay pending and no break is raised or closed for it.
@@ -345,7 +359,8 @@ def match_and_persist(
             raise FileNotFoundError(f"the lines of {channel} for {day} are not staged; run take_in_channel first")
     quarantined: list[dict[str, Any]] = [dict(q) for q in report["quarantined"]]
     accepted: list[str] = list(report["accepted"])
-    staged = wh.read_partition("internal", day, channel)
+    if staged is None:
+        staged = wh.read_partition("internal", day, channel)
     if staged is None:
         raise FileNotFoundError(f"our records of {channel} for {day} are not staged; run prepare_day first")
     internal = _with_carry_forward(rule, day, staged, wh.pending_before(day, channel))
@@ -406,10 +421,11 @@ def match_and_persist(
     return ChannelDay(channel, summary, reported)
 
 
-def reconcile_channel(wh: Warehouse, paths: DayPaths, rule: Rule) -> ChannelDay:
-    """Take in the channel's files and reconcile them (`take_in_channel` then `match_and_persist`)."""
+def reconcile_channel(wh: Warehouse, paths: DayPaths, rule: Rule, staged: pl.DataFrame | None = None) -> ChannelDay:
+    """Take in the channel's files and reconcile them (`take_in_channel` then `match_and_persist`);
+    `staged`: our records of the channel as `prepare_day` staged them, when the caller holds them."""
     report, lines = take_in_channel(wh, paths, rule)
-    return match_and_persist(wh, paths, rule, report, lines)
+    return match_and_persist(wh, paths, rule, report, lines, staged)
 
 
 # --- step 3 ----------------------------------------------------------------------------------------
@@ -512,11 +528,14 @@ def run_day(
     with Warehouse(warehouse or default_warehouse(Path(out_root))) as wh:
         if progress:
             progress("internal")
-        chosen = sorted(prepare_day(wh, paths, rules, channels))
+        # Each channel's records go from staging to matching in memory (the partitions are still
+        # written, for the warehouse and the DAG's separate tasks); each is dropped once matched.
+        held: dict[str, pl.DataFrame] = {}
+        chosen = sorted(prepare_day(wh, paths, rules, channels, keep=held))
         for channel in chosen:
             if progress:
                 progress(channel)
-            reconcile_channel(wh, paths, rules[channel])
+            reconcile_channel(wh, paths, rules[channel], held.pop(channel, None))
         if progress:
             progress("outputs")
         outputs = finalize_day(wh, paths, chosen)

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import gc
 import importlib.util
-import json
 import logging
 import time
 from collections import Counter
@@ -50,6 +49,7 @@ from connectors.kafka.codecs import (
     Tick,
     decode_channel_callback,
     decode_payment_event,
+    encode_compact,
     encode_json,
     headers_for,
     iso,
@@ -204,7 +204,7 @@ def _persisted(table: Any, topic: str, partition: int) -> Any:
 def encode_state(value: Any) -> bytes:
     """A table key or value as its changelog bytes: JSON, as the table's own `json` key and value
     serializers write them and read them back in recovery."""
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+    return encode_compact(value)
 
 
 def create_app(

@@ -65,3 +65,52 @@ def test_callbacks_and_ticks_decode():
     assert decode_channel_callback(_raw(cb)) == cb
     tick = decode_payment_event(encode_tick(cb.received_at))
     assert isinstance(tick, Tick) and tick.at == cb.received_at
+
+
+def _outcome(decode, raw: bytes):
+    try:
+        return ("ok", decode(raw))
+    except DecodeError as exc:
+        return ("refused", exc.reason, exc.detail)
+
+
+def _variants() -> list[tuple[object, bytes]]:
+    ev = to_dict(event("P1", PaymentStatus.SUCCEEDED, 0, txn="T1"))
+    cb = to_dict(callback("P1", 5))
+    good_ev, good_cb = json.dumps(ev).encode(), json.dumps(cb).encode()
+    out: list[tuple[object, bytes]] = [(decode_payment_event, good_ev), (decode_channel_callback, good_cb)]
+    for decode, base, raw in ((decode_payment_event, ev, good_ev), (decode_channel_callback, cb, good_cb)):
+        out += [
+            (decode, b"\xef\xbb\xbf" + raw),  # a UTF-8 byte order mark: the standard library accepts it
+            (decode, raw.replace(b'"amount_minor": ', b'"amount_minor": NaN, "x": ')),
+            (decode, raw.replace(b'"amount_minor": ', b'"amount_minor": 1e400, "x": ')),
+            (decode, raw.replace(b'"amount_minor": ', b'"amount_minor": 123456789012345678901234567890, "x": ')),
+            (decode, raw.replace(b'"trace_id": "', b'"trace_id": "\\ud800')),
+            (decode, raw + b"x"),
+            (decode, b"\xff" + raw),
+            (decode, json.dumps({**base, "amount_minor": 0}).encode()),
+            (decode, json.dumps({**base, "channel_txn_id": ""}).encode()),
+            (decode, json.dumps({**base, "currency": None}).encode()),
+            (decode, json.dumps({k: v for k, v in base.items() if k != "channel"}).encode()),
+        ]
+    out.append((decode_payment_event, json.dumps({**ev, "parent_payment_id": "", "fee_minor": None}).encode()))
+    out.append((decode_payment_event, json.dumps({**ev, "fee_minor": -3}).encode()))
+    out.append((decode_channel_callback, json.dumps({**cb, "paid_at": ""}).encode()))
+    out.append((decode_channel_callback, json.dumps({**cb, "paid_at": "noon"}).encode()))
+    return out
+
+
+def test_the_fast_paths_decode_and_refuse_exactly_as_the_strict_decoder(monkeypatch: pytest.MonkeyPatch):
+    """msgspec and the one-pass field check are only shortcuts: every input gets the outcome (the
+    same record, or the same DecodeError reason and detail) the standard library and the
+    field-by-field checks give."""
+    from connectors.kafka import codecs
+
+    variants = _variants()
+    fast = [_outcome(decode, raw) for decode, raw in variants]
+    monkeypatch.setattr(codecs, "_fast_loads", None)
+    monkeypatch.setattr(codecs, "_fast_event", lambda d: None)
+    monkeypatch.setattr(codecs, "_fast_callback", lambda d: None)
+    strict = [_outcome(decode, raw) for decode, raw in variants]
+    assert fast == strict
+    assert {o[0] for o in fast} == {"ok", "refused"}

@@ -464,8 +464,8 @@ def _take_clean_pairs(
     day's rows are such pairs, which the general passes would carry through a dozen statements.
     `all_internal` and `all_lines` are `internal` and `lines` registered with a `_row` index.
 
-    How, at ten million rows: uniqueness is counted on 64-bit hashes of the ids (a collision only
-    sends a pair to the general passes), "named by another line" is judged from the few lines that
+    How, at ten million rows: uniqueness and references are judged on 64-bit hashes of the ids (a
+    collision only sends a pair to the general passes), "named by another line" from the few lines that
     name a payment other than their pair's and the lines left without a pair, and the leftovers
     are cut from the frames with row masks instead of anti-joins over every row."""
     newest = pl.CompatLevel.newest()
@@ -497,8 +497,9 @@ def _take_clean_pairs(
                 JOIN all_lines l ON i.channel_txn_id = l.channel_txn_id
                 SEMI JOIN i1 ON i1.h = hash(i.channel_txn_id)
                 SEMI JOIN l1 ON l1.h = hash(l.channel_txn_id))
-        SELECT l.i_row, l.l_row, l.previous, l.i_payment_id, ({kind}) IS NULL AS clean,
-               CASE WHEN l.l_payment_id <> '' AND l.l_payment_id <> l.i_payment_id THEN l.l_payment_id END AS named
+        SELECT l.i_row, l.l_row, l.previous, hash(l.i_payment_id) AS i_h, ({kind}) IS NULL AS clean,
+               CASE WHEN l.l_payment_id <> '' AND l.l_payment_id <> l.i_payment_id
+                    THEN hash(l.l_payment_id) END AS named_h
         FROM p AS l""").fetchall()
     paired = _mask(lines.height, con.sql("SELECT l_row FROM fp").pl()["l_row"], True)
     # The payment ids a line names other than through its own pair: lines without a pair, and
@@ -508,9 +509,9 @@ def _take_clean_pairs(
     try:
         taken = con.sql("""
             SELECT i_row, l_row, previous FROM fp
-            WHERE clean AND i_payment_id NOT IN (
-                SELECT payment_id FROM unpaired_refs
-                UNION ALL SELECT named FROM fp WHERE named IS NOT NULL)""").pl()
+            WHERE clean AND i_h NOT IN (
+                SELECT hash(payment_id) FROM unpaired_refs
+                UNION ALL SELECT named_h FROM fp WHERE named_h IS NOT NULL)""").pl()
     finally:
         con.unregister("unpaired_refs")
         con.execute("DROP TABLE fp").fetchall()

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -102,21 +103,42 @@ def _connect(path: Path) -> duckdb.DuckDBPyConnection:
 class Warehouse:
     """The warehouse at `path` (a DuckDB file; created with its tables when missing)."""
 
-    def __init__(self, path: Path | str) -> None:
+    def __init__(self, path: Path | str, *, background_writes: bool = False) -> None:
+        """`background_writes`: `write_partition` returns at once and writes on a thread, so a
+        caller that still holds the frame (`run_day`) goes on while the Parquet is written;
+        `wait_for_writes` (and `close`) wait for them and raise the first failure."""
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.parquet_root = self.path.parent / f"{self.path.stem}_parquet"
         self.con = _connect(self.path)
         self.con.execute(DDL).fetchall()
+        self._writer = (
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="payrecon-parquet") if background_writes else None
+        )
+        self._writes: list[Future[Path]] = []
 
-    def close(self) -> None:
-        self.con.close()
+    def wait_for_writes(self) -> None:
+        """Wait for every background partition write; raise the first that failed."""
+        writes, self._writes = self._writes, []
+        for future in writes:
+            future.result()
+
+    def close(self, *, raise_write_errors: bool = True) -> None:
+        try:
+            if self._writer is not None:
+                self._writer.shutdown(wait=True)
+            if raise_write_errors:
+                self.wait_for_writes()
+        finally:
+            self._writes = []
+            self.con.close()
 
     def __enter__(self) -> Warehouse:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        # A run that is already failing reports its own error, not a staging write's.
+        self.close(raise_write_errors=exc_type is None)
 
     # --- small helpers -------------------------------------------------------------------------
     def execute(self, query: str, params: list[Any] | None = None) -> list[tuple[Any, ...]]:
@@ -132,7 +154,14 @@ class Warehouse:
 
     def write_partition(self, table: str, business_date: date, channel: str, frame: pl.DataFrame) -> Path:
         """Overwrite one (table, day, channel) partition with `frame`; returns the file written.
-        Written to a temporary name and renamed, so a reader never sees half a file."""
+        Written to a temporary name and renamed, so a reader never sees half a file. With
+        background writes the file is written on the writer thread (`wait_for_writes`)."""
+        if self._writer is not None:
+            self._writes.append(self._writer.submit(self._write_partition, table, business_date, channel, frame))
+            return self.partition(table, business_date, channel) / "part-0.parquet"
+        return self._write_partition(table, business_date, channel, frame)
+
+    def _write_partition(self, table: str, business_date: date, channel: str, frame: pl.DataFrame) -> Path:
         directory = self.partition(table, business_date, channel)
         directory.mkdir(parents=True, exist_ok=True)
         target = directory / "part-0.parquet"
@@ -142,6 +171,7 @@ class Warehouse:
         return target
 
     def read_partition(self, table: str, business_date: date, channel: str) -> pl.DataFrame | None:
+        self.wait_for_writes()
         target = self.partition(table, business_date, channel) / "part-0.parquet"
         return pl.read_parquet(target) if target.exists() else None
 

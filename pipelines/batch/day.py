@@ -525,7 +525,9 @@ def run_day(
     ("auto", "gx", "duckdb"); `data_docs` False skips the HTML Data Docs. `progress(step: str)` is called per step."""
     rules = load_rules(rules_dir) if rules_dir else load_rules()
     paths = DayPaths(Path(input_root), Path(out_root), business_date, quality_engine, data_docs)
-    with Warehouse(warehouse or default_warehouse(Path(out_root))) as wh:
+    # Staging Parquet is written on a thread while the next step goes on (this process holds
+    # the frames anyway); the run waits for every write before it writes the day's outputs.
+    with Warehouse(warehouse or default_warehouse(Path(out_root)), background_writes=True) as wh:
         if progress:
             progress("internal")
         # Each channel's records go from staging to matching in memory (the partitions are still
@@ -538,6 +540,7 @@ def run_day(
             reconcile_channel(wh, paths, rules[channel], held.pop(channel, None))
         if progress:
             progress("outputs")
+        wh.wait_for_writes()
         outputs = finalize_day(wh, paths, chosen)
         summary = json.loads(outputs["summary.json"].read_text())
     return DayResult(summary, outputs, chosen)

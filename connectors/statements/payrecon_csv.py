@@ -49,6 +49,15 @@ _HASHER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="payrecon-sha256"
 _CONSTANT_COLUMNS = ("channel", "account", "business_date", "source_file", "source_sha256", "line_no")
 
 
+def _text(path: Path, data: bytes, start: int, end: int) -> str:
+    """`data[start:end]` decoded as UTF-8, or StatementError naming the line of the first bad byte."""
+    try:
+        return data[start:end].decode("utf-8")
+    except UnicodeDecodeError as exc:
+        at = start + exc.start
+        raise StatementError(path, data[:at].count(b"\n") + 1, "encoding", f"not UTF-8 at byte {at}") from None
+
+
 def _canonical_pattern(exp: int) -> str:
     """The form `write` gives an amount: an optional minus, 1 to 18 - exp digits, exactly `exp`
     decimals (at most 18 digits, so dropping the point cannot overflow Int64)."""
@@ -94,38 +103,38 @@ def parse(
     data = path.read_bytes()
     if data.startswith(b"\xef\xbb\xbf"):
         raise StatementError(path, 1, "bom", "the file starts with a UTF-8 byte order mark; payrecon_csv has none")
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
-        raise StatementError(path, line, "encoding", f"not UTF-8 at byte {exc.start}") from None
-    if not text or text.isspace():
+    if not data.strip():
         raise StatementError(path, 0, "empty_file", "the file is empty")
     # The file's hash (half a second per 500 MB) is taken on a thread while Polars parses: hashlib
     # releases the GIL on large inputs.
     digest = _HASHER.submit(lambda: hashlib.sha256(data).hexdigest())
     # The body and the trailer are split on the bytes (a newline is one byte in UTF-8), so a large
-    # file is not copied as text again; the body goes to Polars as bytes.
+    # file is never copied as text: the body goes to Polars as bytes, and Polars refuses invalid
+    # UTF-8 in it (then the whole file is decoded once to name the line).
     end = len(data)
     while end and data[end - 1] == 0x0A:
         end -= 1
     cut = data.rfind(b"\n", 0, end)
     body = data[:cut] if cut >= 0 else b""
-    last = data[cut + 1 : end].decode("utf-8")
+    last = _text(path, data, cut + 1, end)
     if not last.startswith(TRAILER + ","):
-        raise StatementError(path, text.count("\n") + 1, "truncated", f"the last line is not the {TRAILER} trailer")
+        raise StatementError(path, data.count(b"\n") + 1, "truncated", f"the last line is not the {TRAILER} trailer")
     first_end = body.find(b"\n")
-    first_line = (body if first_end < 0 else body[:first_end]).decode("utf-8")
+    first_line = _text(path, data, 0, len(body) if first_end < 0 else first_end)
     if tuple(first_line.split(",")) != HEADER:
         raise StatementError(path, 1, "bad_header", f"expected header {','.join(HEADER)}")
     n_lines = body.count(b"\n") + 1
     trailer_line_no = n_lines + 1
-    frame = (
-        pl.read_csv(body, schema={name: pl.String() for name in HEADER}, has_header=True)
-        if n_lines > 1
-        else pl.DataFrame(schema={name: pl.String() for name in HEADER})
-    )
-    del text
+    try:
+        frame = (
+            pl.read_csv(body, schema={name: pl.String() for name in HEADER}, has_header=True)
+            if n_lines > 1
+            else pl.DataFrame(schema={name: pl.String() for name in HEADER})
+        )
+    except pl.exceptions.ComputeError as exc:
+        if "utf-8" in str(exc):
+            _text(path, data, 0, len(data))  # raises with the line of the first bad byte
+        raise StatementError(path, 0, "malformed_csv", str(exc).splitlines()[0]) from None
 
     currencies = frame["currency"].unique().to_list()
     if len(currencies) > 1:

@@ -1,0 +1,81 @@
+"""payrecon_csv, the columnar format the large days use: each defect refuses the file whole, with its
+named reason and line, and a valid file parses exactly."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from connectors.statements import StatementError, get_format
+
+HEADER = "channel_txn_id,payment_id,line_type,gross,fee,net,currency,booked_at,value_date,channel_status"
+ROWS = [
+    "T1,P1,PAYMENT,100.00,0.60,99.40,USD,2026-11-02T00:00:05Z,2026-11-02,succeeded",
+    "T2,P2,PAYMENT,25.00,0.15,24.85,USD,2026-11-02T00:00:08Z,2026-11-02,succeeded",
+]
+TRAILER = "#TOTAL,2,125.00,0.75,124.25"
+
+
+def _file(tmp_path: Path, data: bytes | str) -> Path:
+    path = tmp_path / "cardusd_2026-11-02.csv"
+    path.write_bytes(data.encode("utf-8") if isinstance(data, str) else data)
+    return path
+
+
+def _text(rows: list[str] = ROWS, trailer: str = TRAILER) -> str:
+    return "\n".join([HEADER, *rows, trailer]) + "\n"
+
+
+def _refused(path: Path) -> StatementError:
+    with pytest.raises(StatementError) as exc:
+        get_format("payrecon_csv").parse(path, channel="cardusd")
+    return exc.value
+
+
+def test_the_valid_file_parses_exactly(tmp_path: Path) -> None:
+    parsed = get_format("payrecon_csv").parse(_file(tmp_path, _text()), channel="cardusd")
+    frame = parsed.frame
+    assert frame["gross_minor"].to_list() == [10000, 2500]
+    assert frame["fee_minor"].to_list() == [60, 15]
+    assert frame["line_no"].to_list() == [2, 3]
+    assert str(frame["booked_at"][0]) == "2026-11-02 00:00:05+00:00"
+    assert parsed.controls["rows"] == 2
+
+
+def test_a_booked_at_in_another_iso_form_is_still_read(tmp_path: Path) -> None:
+    rows = [ROWS[0].replace("2026-11-02T00:00:05Z", "2026-11-02T00:00:05.250+00:00"), ROWS[1]]
+    frame = get_format("payrecon_csv").parse(_file(tmp_path, _text(rows)), channel="cardusd").frame
+    assert str(frame["booked_at"][0]) == "2026-11-02 00:00:05.250000+00:00"
+
+
+@pytest.mark.parametrize(
+    ("data", "reason", "line"),
+    [
+        ("", "empty_file", 0),
+        ("\n\n", "empty_file", 0),
+        ("\ufeff" + _text(), "bom", 1),
+        (HEADER + "\n" + ROWS[0] + "\n", "truncated", 3),
+        ("channel_txn_id,payment_id\n" + TRAILER + "\n", "bad_header", 1),
+        (_text(trailer="#TOTAL,2,125.00,0.75,124.26"), "control_total_mismatch", 4),
+        (_text(trailer="#TOTAL,3,125.00,0.75,124.25"), "control_total_mismatch", 4),
+        (_text([ROWS[0].replace("100.00", "100.005"), ROWS[1]]), "too_many_decimals", 2),
+        (_text([ROWS[0], ROWS[1].replace("PAYMENT", "GIFT")]), "bad_line_type", 3),
+        (_text([ROWS[0], ROWS[1].replace("24.85", "24.86")], "#TOTAL,2,125.00,0.75,124.26"), "net_mismatch", 3),
+    ],
+)
+def test_a_bad_file_is_refused_with_its_reason_and_line(tmp_path: Path, data: str, reason: str, line: int) -> None:
+    err = _refused(_file(tmp_path, data))
+    assert (err.reason, err.line) == (reason, line), err
+
+
+def test_bytes_that_are_not_utf8_name_their_line(tmp_path: Path) -> None:
+    data = _text().encode("utf-8").replace(b"P2", "付".encode("gbk"), 1)
+    err = _refused(_file(tmp_path, data))
+    assert (err.reason, err.line) == ("encoding", 3)
+
+
+def test_bytes_that_are_not_utf8_in_the_trailer_name_their_line(tmp_path: Path) -> None:
+    data = _text().encode("utf-8").replace(b"#TOTAL,2", b"#TOTAL,2\xff", 1)
+    err = _refused(_file(tmp_path, data))
+    assert (err.reason, err.line) == ("encoding", 4)

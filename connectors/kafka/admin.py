@@ -78,3 +78,16 @@ async def delete_namespace(bootstrap: str, topics: Topics) -> list[str]:
         return names
     finally:
         await admin.close()
+
+
+async def group_members(bootstrap: str, group: str) -> tuple[str, int]:
+    """The state of consumer group `group` ("Stable", "PreparingRebalance", "Empty", ...) and how
+    many members it has now (what the rebalance tests wait for)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        (response,) = await admin.describe_consumer_groups([group])
+        (described,) = response.to_object()["groups"]
+        return str(described["state"]), len(described["members"])
+    finally:
+        await admin.close()

@@ -21,6 +21,7 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import TopicPartition
 
 from connectors.kafka.topics import INPUT_PARTITIONS, Topics
+from pipelines.stream.matcher import WATERMARK_KEY_PREFIX
 
 STREAM_BREAKS_COLUMNS = ("kind", "channel", "payment_id", "channel_txn_id", "status", "break_id", "action")
 STREAM_TASKS_COLUMNS = (
@@ -161,3 +162,23 @@ def write_csvs(collected: Collected, out_dir: Path) -> Path:
         writer.writerows(sorted(collected.tasks.values(), key=lambda t: t["task_id"]))
     tmp.replace(tasks_path)
     return target
+
+
+async def table_states(bootstrap: str, topics: Topics, table: str = "payments") -> dict[str, Any]:
+    """The matcher's table as its changelog holds it now: the last value per key, deleted keys and
+    the per-partition watermark records left out (payment_id -> state). What a worker rebuilding
+    the table from the changelog would have; the failure tests compare it across runs."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    states: dict[str, Any] = {}
+    try:
+        tps = await _partitions(consumer, f"{topics.app_id}-{table}-changelog")
+        for m in await _read_to_end(consumer, tps) if tps else []:
+            key = json.loads(m.key)
+            if m.value is None:
+                states.pop(key, None)
+            elif not key.startswith(WATERMARK_KEY_PREFIX):
+                states[key] = json.loads(m.value)
+    finally:
+        await consumer.stop()
+    return states

@@ -15,14 +15,16 @@ import time
 import uuid
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import pytest
+from stream_runs import differing_states, undisturbed
 
 from connectors.kafka.admin import delete_namespace, ensure_topics
 from connectors.kafka.topics import Topics
 from pipelines.simulate.generator import simulate
-from pipelines.stream.collect import Collected, collect, wait_for_ticks
-from pipelines.stream.demo import WorkerProcess, replay_and_collect
+from pipelines.stream.collect import Collected, collect, table_states, wait_for_ticks
+from pipelines.stream.demo import WorkerProcess
 from pipelines.stream.replay import ReplayStats, publish_day
 
 pytestmark = [pytest.mark.slow, pytest.mark.kafka]
@@ -33,21 +35,9 @@ KILLS = 3
 SPEED = 86_400 / 8
 
 
-def _undisturbed(bootstrap: str, root: Path) -> Collected:
-    topics = Topics(f"t-calm-{uuid.uuid4().hex[:6]}")
-    ensure_topics(bootstrap, topics)
-    worker = WorkerProcess(topics, bootstrap)
-    worker.start()
-    try:
-        _, collected = asyncio.run(replay_and_collect(bootstrap, topics, root, DAY, worker))
-    finally:
-        worker.stop()
-        worker.cleanup()
-        asyncio.run(delete_namespace(bootstrap, topics))
-    return collected
-
-
-def _with_kills(bootstrap: str, root: Path, rng: random.Random) -> tuple[Collected, int, list[float], list[int]]:
+def _with_kills(
+    bootstrap: str, root: Path, rng: random.Random
+) -> tuple[Collected, dict[str, Any], int, list[float], list[int]]:
     topics = Topics(f"t-kill-{uuid.uuid4().hex[:6]}")
     ensure_topics(bootstrap, topics)
     worker = WorkerProcess(topics, bootstrap)
@@ -72,18 +62,21 @@ def _with_kills(bootstrap: str, root: Path, rng: random.Random) -> tuple[Collect
         assert "stats" in result, "the replay did not finish"
         asyncio.run(wait_for_ticks(bootstrap, topics, result["stats"].tick_at, timeout_s=300, alive=worker.alive))
         collected = asyncio.run(collect(bootstrap, topics))
+        states = asyncio.run(table_states(bootstrap, topics))
     finally:
         worker.stop()
         worker.cleanup()
         asyncio.run(delete_namespace(bootstrap, topics))
-    return collected, worker.starts, kills_at, records_at_kill
+    return collected, states, worker.starts, kills_at, records_at_kill
 
 
 def test_sigkill_during_replay_changes_no_final_break_or_task(tmp_path: Path, kafka_bootstrap: str):
     simulate(start=DAY, days=1, payments=2000, seed=7, out_root=tmp_path)
-    calm = _undisturbed(kafka_bootstrap, tmp_path)
+    calm, calm_states = undisturbed(kafka_bootstrap, tmp_path)
     seed = random.randrange(1_000_000)
-    killed, starts, kills_at, records_at_kill = _with_kills(kafka_bootstrap, tmp_path, random.Random(seed))
+    killed, killed_states, starts, kills_at, records_at_kill = _with_kills(
+        kafka_bootstrap, tmp_path, random.Random(seed)
+    )
     context = f"seed={seed} kills at {[round(k, 1) for k in kills_at]} s with {records_at_kill} break records out"
     assert starts == KILLS + 1, context
     # At least one kill hit a worker in the middle of the day's decisions (else nothing was tested).
@@ -103,3 +96,5 @@ def test_sigkill_during_replay_changes_no_final_break_or_task(tmp_path: Path, ka
     duplicated = {k: v for k, v in killed.task_copies.items() if len(v) != 1}
     assert duplicated == {}, f"{context}: task ids with differing copies {sorted(duplicated)[:5]}"
     assert killed.dlq == [] and calm.dlq == []
+    # The table's final payment states (facts and emitted records) are the undisturbed run's.
+    assert differing_states(killed_states, calm_states)[:5] == [], context

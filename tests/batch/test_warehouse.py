@@ -125,3 +125,24 @@ def test_a_duplicate_file_is_named_and_a_rerun_is_not(tmp_path: Path) -> None:
         assert wh.claim_file("abc", business_date=D1, channel="alipay", source_file="a.csv", **kw) is None
         prior = wh.claim_file("abc", business_date=D1 + timedelta(days=1), channel="alipay", source_file="b.csv", **kw)
         assert prior == "2026-11-02/alipay/a.csv"
+
+
+def test_background_partition_writes_are_waited_for_and_their_failures_surface(tmp_path: Path) -> None:
+    frame = pl.DataFrame({"payment_id": ["p1", "p2"], "amount_minor": [100, 250]})
+    with Warehouse(tmp_path / "wh.duckdb", background_writes=True) as wh:
+        target = wh.write_partition("internal", D1, "alipay", frame)
+        # A read waits for the writes before it, so it sees the frame whole.
+        staged = wh.read_partition("internal", D1, "alipay")
+        assert staged is not None and staged.equals(frame)
+        assert target.exists()
+        # A write that fails (its folder is a file) raises when the run waits for its writes.
+        wh.partition("lines", D1, "alipay").parent.mkdir(parents=True)
+        wh.partition("lines", D1, "alipay").write_text("not a folder")
+        wh.write_partition("lines", D1, "alipay", frame)
+        try:
+            wh.wait_for_writes()
+        except (FileExistsError, NotADirectoryError):
+            pass
+        else:
+            raise AssertionError("the failed background write did not surface")
+        wh.wait_for_writes()  # nothing is left to wait for

@@ -189,8 +189,12 @@ def decide(state: dict[str, Any], rules: Mapping[str, Rule], watermark_ms: int) 
         return []
     deadline = deadline_ms(state, rule)
     window_closed = deadline is not None and last is not None and watermark_ms > deadline
-    if not window_closed and not all_cbs:
-        return []  # nothing to decide yet: no callback, and the window (if any) still open
+    if not window_closed and not (
+        all_cbs and (len(all_cbs) > 1 or (last is not None and last["st"] in FINAL_STATUSES))
+    ):
+        # Nothing to decide yet: the window (if any) still open, no callback delivered twice and no
+        # pair to classify (no callback, or our status not final).
+        return []
     payment_id = state["pid"]
     ours_ms = state.get("first_ms")
     cbs = _callbacks(state)
@@ -398,6 +402,8 @@ def emit(state: dict[str, Any], decisions: list[_Decision]) -> list[Output]:
     `state["out"]` (break_id -> last emitted break value) and `state["tasks"]` (task_id -> digest)."""
     emitted: dict[str, dict[str, Any]] = state.setdefault("out", {})
     tasks: dict[str, str] = state.setdefault("tasks", {})
+    if not decisions and not emitted:
+        return []
     outputs: list[Output] = []
     wanted: dict[str, _Decision] = {d.brk.break_id: d for d in decisions}
     for bid, d in wanted.items():

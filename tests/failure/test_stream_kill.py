@@ -91,7 +91,13 @@ def test_sigkill_during_replay_changes_no_final_break_or_task(tmp_path: Path, ka
         }
         assert got == truth, context
 
-    assert killed.breaks == calm.breaks, context
+    extra = {k: v for k, v in killed.breaks.items() if calm.breaks.get(k) != v}
+    missing = {k: v for k, v in calm.breaks.items() if k not in killed.breaks}
+    assert (extra, missing) == ({}, {}), (
+        f"{context}: breaks differing from the undisturbed run {extra} / missing {missing}; their payments' "
+        f"states killed {[killed_states.get(b['payment_id']) for b in extra.values()]} "
+        f"calm {[calm_states.get(b['payment_id']) for b in extra.values()]}"
+    )
     assert killed.tasks == calm.tasks, context
     duplicated = {k: v for k, v in killed.task_copies.items() if len(v) != 1}
     assert duplicated == {}, f"{context}: task ids with differing copies {sorted(duplicated)[:5]}"

@@ -226,7 +226,8 @@ def main() -> None:
     section = f"""## Stream matcher
 
 `{command}` ({datetime.now(UTC).date().isoformat()}, {platform.machine()}, 2 cores; Kafka, worker
-and load generator on the same machine). One worker process, memory table store with changelog,
+and load generator on the same machine). One worker process (the Faust app, its input topics
+consumed in fetched batches by `pipelines/stream/batching.py`), memory table store with changelog,
 {len(records):,} records (payment events + callbacks) of a simulated {args.payments:,}-payment day.
 
 | measure | figure | target (SPEC section 10) |

@@ -5,15 +5,21 @@ Channels deliver callbacks keyed by their own ids: the `rekey` agent reads them 
 `payrecon.channel-callbacks` under its `payment_id` with its raw partition in a header (the matcher
 keeps one callback watermark per raw partition); a tick is forwarded to every partition.
 
-The `match` agent consumes both input topics (payment events and re-keyed callbacks, co-partitioned
-by `payment_id`), so that one actor sees every record of a payment in the order Kafka keeps per topic
-partition. The state of every pending payment lives in the `payments` table (changelog-backed, one
-shard per input partition; RocksDB through `rocksdict` when installed, else in memory and rebuilt
-from the changelog at start). Decisions are made by `pipelines.stream.matcher.Matcher` with the
-same rule files as the T+1 engine (`pipelines.matching.rules.load_rules`).
+The matcher consumes both input topics (payment events and re-keyed callbacks, co-partitioned by
+`payment_id`), so that one actor sees every record of a payment in the order Kafka keeps per topic
+partition. In the worker, Faust's consumer hands it the records one fetched batch at a time
+(`pipelines.stream.batching`: Faust's per-event path capped a worker near 5k records/s); the
+`match` agent runs the same function (`process`) one record at a time, which is what
+`agent.test_context()` exercises. The state of every pending payment lives in the `payments` table
+(changelog-backed, one shard per input partition; RocksDB through `rocksdict` when installed, else
+in memory and rebuilt from the changelog at start), written back once per payment per batch
+(`TableBuffer`) to the changelog shard of its input partition. Decisions are made by
+`pipelines.stream.matcher.Matcher` with the same rule files as the T+1 engine
+(`pipelines.matching.rules.load_rules`).
 
-Delivery is at least once: offsets are committed after the producer is flushed (Faust's own order),
-so a crash re-delivers records whose effects may or may not have been sent. Effects are idempotent:
+Delivery is at least once: a batch's offsets are acked after its effects (outputs and changelog
+records) are handed to the producer, and committed by Faust after the producer is flushed, so a
+crash re-delivers records whose effects may or may not have been sent. Effects are idempotent:
 breaks are keyed by `break_id` and tasks by `task_id`, both deterministic, and every copy of a
 record is byte-identical (event time, never wall clock, in every field), so a consumer that keeps
 the last record per id sees exactly what an undisturbed run produced. "No duplicate task" means:

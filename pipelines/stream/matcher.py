@@ -1,7 +1,8 @@
 """The stream matcher's decisions, free of Faust: state per payment in, breaks and tasks out.
 
-The Faust agent (`pipelines.stream.app`) feeds every decoded record to `Matcher.apply`; the state
-lives in a `Store` (a Faust table in the worker, a dict in unit tests), keyed by `payment_id`.
+The worker (`pipelines.stream.app`) feeds every decoded record to `Matcher.apply`; the state lives
+in a `Store` (the Faust table behind a per-batch write-back buffer in the worker, a dict in unit
+tests), keyed by `payment_id`.
 
 How a payment is decided
 ------------------------

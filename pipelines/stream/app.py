@@ -1,9 +1,10 @@
 """The Faust app of the stream matcher: input topics, the pending-state table, the agent, the sinks.
 
-Channels deliver callbacks keyed by their own ids: the `rekey` agent reads them from
-`payrecon.channel-callbacks.raw` (key `channel/channel_txn_id`) and writes each, same bytes, to
-`payrecon.channel-callbacks` under its `payment_id` with its raw partition in a header (the matcher
-keeps one callback watermark per raw partition); a tick is forwarded to every partition.
+Channels deliver callbacks keyed by their own ids: the re-key step (`rekey`; fetched batches in the
+worker, the `rekey` agent one record at a time) reads them from `payrecon.channel-callbacks.raw`
+(key `channel/channel_txn_id`) and writes each, same bytes, to `payrecon.channel-callbacks` under
+its `payment_id` with its raw partition in a header (the matcher keeps one callback watermark per
+raw partition); a tick is forwarded to every partition.
 
 The matcher consumes both input topics (payment events and re-keyed callbacks, co-partitioned by
 `payment_id`), so that one actor sees every record of a payment in the order Kafka keeps per topic
@@ -472,10 +473,11 @@ def create_app(
         partitions=INPUT_PARTITIONS,
     )
 
-    async def rekey(message: Any) -> Any:
+    async def rekey(message: Any, timestamp_s: float | None) -> Any:
         """One raw callback to `channel_callbacks` under its payment_id, the same value bytes and
         the raw partition as its source; a tick to every partition. Redelivery sends identical
-        records (the matcher deduplicates callback deliveries by callback_id and received_at)."""
+        records (the matcher deduplicates callback deliveries by callback_id and received_at).
+        `timestamp_s`: the raw record's timestamp in seconds, kept on the re-keyed record."""
         try:
             out = rekey_callback(message.value or b"")
         except DecodeError as exc:
@@ -494,14 +496,24 @@ def create_app(
         # figure covers the re-key hop too.
         await sink_ref[0].send(
             topics.channel_callbacks, key, message.value, headers_for(trace or None, **{SOURCE_HEADER: src}),
-            timestamp=message.timestamp or None,
+            timestamp=timestamp_s or None,
         )  # fmt: skip
         return key
+
+    async def rekey_batch(records: Sequence[Any]) -> None:
+        """The worker's path: a fetched batch of raw callbacks (aiokafka records, timestamps in
+        ms), re-keyed in offset order per raw partition (the matcher's per-source watermark relies
+        on that order)."""
+        for record in records:
+            await rekey(record, record.timestamp / 1000 if record.timestamp else None)
+
+    # Faust's per-event path capped the re-key hop near 5k records/s, as it did the matcher.
+    app.register_batch_handler([topics.channel_callbacks_raw], rekey_batch)
 
     @app.agent(raw_callbacks, name="rekey")
     async def rekey_agent(stream: Any) -> Any:
         async for event in stream.events():
-            yield await rekey(event.message)
+            yield await rekey(event.message, event.message.timestamp)
 
     holder.agent = match
     holder.rekey_agent = rekey_agent

@@ -163,7 +163,8 @@ def prepare_day(
     channels = discover_channels(paths, rules, requested, set(frame["channel"].unique().to_list()))
     for channel in channels:
         # One channel's copy at a time (not partition_by's copy of all of them): at 10M rows a
-        # copy of the whole extract is gigabytes.
+        # copy of the whole extract is gigabytes. A caller that keeps them (`keep`) holds them all
+        # until each is matched, in exchange for not reading them back.
         part = frame.filter(pl.col("channel") == channel)
         wh.write_partition("internal", paths.business_date, channel, part)
         staged[channel] = part.height

@@ -66,7 +66,14 @@ from connectors.kafka.codecs import (
 from connectors.kafka.topics import INPUT_PARTITIONS, Topics
 from pipelines.matching.rules import Rule, load_rules
 from pipelines.stream.batching import BatchApp
-from pipelines.stream.matcher import RETENTION_MS_DEFAULT, Matcher, Output, TooLate, from_ms
+from pipelines.stream.matcher import (
+    RETENTION_MS_DEFAULT,
+    WATERMARK_KEY_PREFIX,
+    Matcher,
+    Output,
+    TooLate,
+    from_ms,
+)
 
 log = logging.getLogger(__name__)
 
@@ -189,10 +196,23 @@ class TableBuffer:
         return list(merged.items())
 
     def take(self) -> list[tuple[str, Any, int]]:
-        """The keys written since the last call: (key, value or None when deleted, partition)."""
-        out = [(k, None if v is _DELETED else v, p) for k, (v, p) in self._dirty.items()]
+        """The keys written since the last call: (key, value or None when deleted, partition), the
+        partitions' watermark records after every payment state.
+
+        A changelog partition is durable in prefixes (a crash may keep the first record batches of a
+        write-back and lose the rest), and a watermark record carries the batch's last watermark while
+        it sits where it was first written in the batch. Written before some payment state of the same
+        batch, it could survive a crash without that state: a restarted worker would then hold a
+        watermark past a window whose on-time callback its table does not know of yet, and close that
+        window (a MISSING_CALLBACK the undisturbed run never raises). Written last, a durable watermark
+        implies every state of its batch is durable too."""
+        states: list[tuple[str, Any, int]] = []
+        watermarks: list[tuple[str, Any, int]] = []
+        for k, (v, p) in self._dirty.items():
+            (watermarks if k.startswith(WATERMARK_KEY_PREFIX) else states).append((k, None if v is _DELETED else v, p))
         self._dirty.clear()
-        return out
+        states.extend(watermarks)
+        return states
 
 
 def _persisted(table: Any, topic: str, partition: int) -> Any:

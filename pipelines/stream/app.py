@@ -403,6 +403,7 @@ def create_app(
         order per partition); send their effects; write each changed payment state once."""
         apply = matcher.apply
         matcher.stats["batches"] = matcher.stats.get("batches", 0) + 1
+        ticks: list[tuple[int, Literal["e", "c"], Tick]] = []
         for record in records:
             partition = record.partition
             buffer.partition = partition
@@ -432,7 +433,7 @@ def create_app(
             if isinstance(decoded, Tick):
                 stream: Literal["e", "c"] = "c" if is_callback else "e"
                 pending.extend(output(o) for o in matcher.tick(stream, decoded.at, partition, src))
-                await progress(partition, stream, decoded)
+                ticks.append((partition, stream, decoded))
                 continue
             try:
                 outputs = apply(decoded, partition, src)
@@ -448,6 +449,13 @@ def create_app(
                 ts.append(record.timestamp)
         await write_table()
         await drain()
+        # A progress marker says every effect up to its tick is on the broker, the table's changelog
+        # included: it goes out only after the batch's write-back (flushed by `progress`). Sent
+        # before it, a crash between the two left a marker ahead of the table, and a reader trusting
+        # the marker (the failure tests' `wait_for_ticks`, then `table_states`) saw payment states
+        # without the decisions of the tick's batch.
+        for partition, stream, tick in ticks:
+            await progress(partition, stream, tick)
 
     # The worker's consumer hands both input topics to `process` in fetched batches; the agent
     # below is the same path one record at a time (unit tests under `agent.test_context()`).

@@ -13,7 +13,8 @@ from stream_helpers import at, callback, event
 from connectors.kafka.codecs import encode_tick
 from connectors.kafka.topics import Topics
 from pipelines.records import PaymentStatus, to_dict
-from pipelines.stream.app import create_app, encode_state
+from pipelines.stream.app import TableBuffer, create_app, encode_state
+from pipelines.stream.matcher import WATERMARK_KEY_PREFIX
 
 TOPICS = Topics("unit")
 
@@ -241,6 +242,51 @@ def test_a_batch_writes_each_changed_payment_once_to_the_table():
     one_by_one, _ = _run(feed)
     assert [r[1:3] for r in sink.records] == [r[1:3] for r in one_by_one.records]
     assert [r[2]["kind"] for r in sink.on(TOPICS.breaks)] == ["PARTIAL_PAYMENT"]
+
+
+def test_a_batch_writes_the_watermark_records_after_the_payment_states():
+    """A changelog partition survives a crash as a prefix of its record batches: the watermark
+    record, carrying the batch's last watermark, must come after every payment state of its batch,
+    or a restarted worker could hold a watermark past a window whose on-time callback it lacks."""
+    buffer = TableBuffer(type("T", (), {"data": {}})())
+    buffer.partition = 3
+    buffer[f"{WATERMARK_KEY_PREFIX}3"] = {"e": 1}
+    buffer["P1"] = {"pid": "P1"}
+    buffer.partition = 0
+    buffer[f"{WATERMARK_KEY_PREFIX}0"] = {"e": 2}
+    buffer["P2"] = {"pid": "P2"}
+    del buffer["P3"]
+    buffer.partition = 3
+    buffer[f"{WATERMARK_KEY_PREFIX}3"] = {"e": 5}  # a later watermark of partition 3, same batch
+    taken = buffer.take()
+    assert [k for k, _, _ in taken] == ["P1", "P2", "P3", f"{WATERMARK_KEY_PREFIX}3", f"{WATERMARK_KEY_PREFIX}0"]
+    assert taken[2][1] is None and taken[3][1:] == ({"e": 5}, 3) and buffer.take() == []
+
+
+def test_a_progress_marker_follows_the_table_write_of_its_batch():
+    """A progress marker tells readers the tick's decisions are done: when it is sent, the table
+    (and so its changelog, flushed with it) already holds them."""
+    p = "P9"
+    sink = ListSink()
+    holder = create_app(TOPICS, store="memory://", sink=sink)
+    seen: list[Any] = []
+    send = sink.send
+
+    async def watching_send(topic: str, key: bytes, value: bytes, headers: Any, **kw: Any) -> None:
+        if topic == TOPICS.stream_progress:
+            seen.append(holder.table.data.get(p))
+        await send(topic, key, value, headers, **kw)
+
+    sink.send = watching_send  # type: ignore[method-assign]
+    feed = [
+        (TOPICS.payment_events, p.encode(), _value(event(p, PaymentStatus.PROCESSING, 0))),
+        (TOPICS.payment_events, b"__tick__", encode_tick(at(400))),
+        (TOPICS.channel_callbacks, b"__tick__", encode_tick(at(400))),
+    ]
+    records = [_record(topic, key, value, 1, offset) for offset, (topic, key, value) in enumerate(feed)]
+    asyncio.run(holder.process_batch(records))
+    (brk,) = sink.on(TOPICS.breaks)
+    assert len(seen) == 2 and all(s is not None and brk[2]["break_id"] in s["out"] for s in seen)
 
 
 def test_changelog_bytes_read_back_through_the_table_serializers():

@@ -464,10 +464,11 @@ def _take_clean_pairs(
     day's rows are such pairs, which the general passes would carry through a dozen statements.
     `all_internal` and `all_lines` are `internal` and `lines` registered with a `_row` index.
 
-    How, at ten million rows: uniqueness and references are judged on 64-bit hashes of the ids (a
-    collision only sends a pair to the general passes), "named by another line" from the few lines that
-    name a payment other than their pair's and the lines left without a pair, and the leftovers
-    are cut from the frames with row masks instead of anti-joins over every row."""
+    How, at ten million rows: the join carries row numbers only, and an id on two records or two
+    lines shows as a row number twice in its result; references are judged on 64-bit hashes of the
+    ids (a collision only sends a pair to the general passes), "named by another line" from the few
+    lines that name a payment other than their pair's and the lines left without a pair, and the
+    leftovers are cut from the frames with row masks instead of anti-joins over every row."""
     newest = pl.CompatLevel.newest()
     if not FAST_PATH or rule.match_keys[0] != MatchKey.CHANNEL_TXN_ID:
         con.register("in_internal", internal.to_arrow(compat_level=newest))
@@ -478,29 +479,38 @@ def _take_clean_pairs(
     )
     kind, _, _ = classify_expr(rule, pair)
     day = f"DATE '{business_date.isoformat()}'"
-    # Candidate pairs: the id is unique on both sides.
-    con.execute(f"""
-        CREATE OR REPLACE TEMP TABLE fp AS
-        WITH i1 AS (SELECT hash(channel_txn_id) AS h FROM all_internal WHERE channel_txn_id <> ''
-                    GROUP BY 1 HAVING count(*) = 1),
-             l1 AS (SELECT hash(channel_txn_id) AS h FROM all_lines WHERE channel_txn_id <> ''
-                    GROUP BY 1 HAVING count(*) = 1),
-             p AS (
-                SELECT i._row AS i_row, l._row AS l_row, i.since_date < {day} AS previous,
+    # Candidate pairs: one of our records and one line with the same id, each the only one with it
+    # (an id on two records or two lines gives a row or line twice in the join). The join carries
+    # row numbers only; the few columns the classification needs are gathered by row afterwards and
+    # scanned side by side, which costs far less than carrying them through the join's hash table.
+    joined = con.sql("""
+        SELECT i._row AS i_row, l._row AS l_row FROM all_internal i
+        JOIN all_lines l ON i.channel_txn_id = l.channel_txn_id WHERE i.channel_txn_id <> ''""").pl()
+    joined = joined.filter(pl.col("i_row").is_unique() & pl.col("l_row").is_unique())
+    ours = internal.select("since_date", "payment_id", "currency", "status", "biz_type", "amount_minor")
+    theirs = lines.select("payment_id", "gross_minor", "fee_minor", "net_minor", "status", "currency")
+    con.register("pair_i", ours[joined["i_row"]].with_columns(joined["i_row"]).to_arrow(compat_level=newest))
+    con.register("pair_l", theirs[joined["l_row"]].with_columns(joined["l_row"]).to_arrow(compat_level=newest))
+    del joined
+    try:
+        con.execute(f"""
+            CREATE OR REPLACE TEMP TABLE fp AS
+            WITH p AS (
+                SELECT i.i_row, l.l_row, i.since_date < {day} AS previous,
                        i.payment_id AS i_payment_id, l.payment_id AS l_payment_id,
                        i.currency AS i_currency, i.status AS i_status,
                        {signed_amount_expr("i.biz_type", "i.amount_minor")} AS ours,
                        {expected_fee_expr(rule, "i.biz_type", "i.amount_minor")} AS exp_fee,
                        {is_credit_expr("i.biz_type")} AS credit,
                        l.gross_minor, l.fee_minor, l.net_minor, l.status, l.currency
-                FROM all_internal i
-                JOIN all_lines l ON i.channel_txn_id = l.channel_txn_id
-                SEMI JOIN i1 ON i1.h = hash(i.channel_txn_id)
-                SEMI JOIN l1 ON l1.h = hash(l.channel_txn_id))
-        SELECT l.i_row, l.l_row, l.previous, hash(l.i_payment_id) AS i_h, ({kind}) IS NULL AS clean,
-               CASE WHEN l.l_payment_id <> '' AND l.l_payment_id <> l.i_payment_id
-                    THEN hash(l.l_payment_id) END AS named_h
-        FROM p AS l""").fetchall()
+                FROM pair_i i POSITIONAL JOIN pair_l l)
+            SELECT l.i_row, l.l_row, l.previous, hash(l.i_payment_id) AS i_h, ({kind}) IS NULL AS clean,
+                   CASE WHEN l.l_payment_id <> '' AND l.l_payment_id <> l.i_payment_id
+                        THEN hash(l.l_payment_id) END AS named_h
+            FROM p AS l""").fetchall()
+    finally:
+        con.unregister("pair_i")
+        con.unregister("pair_l")
     paired = _mask(lines.height, con.sql("SELECT l_row FROM fp").pl()["l_row"], True)
     # The payment ids a line names other than through its own pair: lines without a pair, and
     # paired lines that name another payment than their pair's.

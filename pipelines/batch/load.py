@@ -165,7 +165,10 @@ def map_status(parsed: ParsedFile, rule: Rule) -> pl.DataFrame:
             f"status code {frame['raw'][row]!r} is not in the status_map of rule {rule.ref}",
         )
     mapping = {code: status.value for code, status in rule.status_map.items()}
-    return frame.with_columns(pl.col("raw").replace_strict(mapping, return_dtype=pl.String).alias("status"))
+    mapped = frame.with_columns(pl.col("raw").replace_strict(mapping, return_dtype=pl.String).alias("status"))
+    # One chunk per column, as the match exports the lines to DuckDB as Arrow with a one-chunk row
+    # index beside them: columns chunked unlike each other would be copied whole there instead.
+    return mapped.rechunk()
 
 
 def parse_channel_file(path: Path, rule: Rule, business_date: date) -> tuple[ParsedFile, pl.DataFrame]:

@@ -29,6 +29,8 @@ from typing import Any
 import duckdb
 import polars as pl
 
+from pipelines.frames import as_arrow
+
 # Another process (a parallel Airflow task) may hold the file's write lock; wait this long for it.
 LOCK_WAIT_S_MAX = 120.0
 LOCK_RETRY_S = 0.25
@@ -233,10 +235,9 @@ class Warehouse:
         con.execute("BEGIN TRANSACTION").fetchall()
         try:
             # As Arrow, once each: a registered Polars frame is converted again by every query.
-            newest = pl.CompatLevel.newest()
-            con.register("day_breaks", breaks.to_arrow(compat_level=newest))
-            con.register("day_pending", pending.to_arrow(compat_level=newest))
-            con.register("day_outbox", outbox.to_arrow(compat_level=newest))
+            con.register("day_breaks", as_arrow(breaks))
+            con.register("day_pending", as_arrow(pending))
+            con.register("day_outbox", as_arrow(outbox))
             d = business_date
             self.execute("DELETE FROM pending WHERE as_of_date = ? AND channel = ?", [d, channel])
             self.execute(

@@ -7,6 +7,7 @@ gate and report that holds one of these tables as a frame uses the schema from h
 from __future__ import annotations
 
 import polars as pl
+import pyarrow as pa
 
 from pipelines.records import BREAKS_CSV_COLUMNS, PAYMENTS_CSV_COLUMNS
 
@@ -49,3 +50,15 @@ BREAKS_SCHEMA: dict[str, pl.DataType] = {
     "trace_id": pl.String(),
 }
 assert tuple(BREAKS_SCHEMA) == BREAKS_CSV_COLUMNS
+
+
+def as_arrow(frame: pl.DataFrame) -> pa.Table:
+    """`frame` as an Arrow table for DuckDB to scan, without copying it.
+
+    Column by column, at Polars' newest level (string views, which DuckDB scans in place): Polars
+    exports a whole frame without a copy only when all its columns are chunked alike, and a column
+    added to a frame read from CSV in hundreds of chunks (a row index, a literal) made it copy the
+    whole frame first (0.9 GB and 0.4 s at 5M rows). An Arrow table lets each column keep its chunks.
+    """
+    newest = pl.CompatLevel.newest()
+    return pa.table({name: frame.select(name).to_arrow(compat_level=newest).column(0) for name in frame.columns})

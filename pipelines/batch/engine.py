@@ -38,6 +38,7 @@ from typing import Any
 import duckdb
 import polars as pl
 
+from pipelines.frames import as_arrow
 from pipelines.matching.rules import MatchKey, Rule, Strategy
 from pipelines.matching.sql import (
     PairColumns,
@@ -418,12 +419,10 @@ def match_channel(
     counts; amounts throughout are Int64 minor units."""
     assert "since_date" in internal.columns and "after_cutoff" in internal.columns
     engine = _Engine(con, rule, business_date)
-    # Registered as Arrow once: a registered Polars frame is converted again by every query that
-    # scans it (seven scans per channel here). Arrow at Polars' newest level keeps string views,
-    # which DuckDB scans in place instead of copying every string column first.
-    newest = pl.CompatLevel.newest()
-    con.register("all_internal", internal.with_row_index("_row").to_arrow(compat_level=newest))
-    con.register("all_lines", lines.with_row_index("_row").to_arrow(compat_level=newest))
+    # Registered as Arrow once (`as_arrow`, no copy): a registered Polars frame is converted again
+    # by every query that scans it (seven scans per channel here).
+    con.register("all_internal", as_arrow(internal.with_row_index("_row")))
+    con.register("all_lines", as_arrow(lines.with_row_index("_row")))
     try:
         fast, fast_previous = _take_clean_pairs(con, rule, business_date, internal, lines)
         engine.stage()
@@ -469,10 +468,9 @@ def _take_clean_pairs(
     ids (a collision only sends a pair to the general passes), "named by another line" from the few
     lines that name a payment other than their pair's and the lines left without a pair, and the
     leftovers are cut from the frames with row masks instead of anti-joins over every row."""
-    newest = pl.CompatLevel.newest()
     if not FAST_PATH or rule.match_keys[0] != MatchKey.CHANNEL_TXN_ID:
-        con.register("in_internal", internal.to_arrow(compat_level=newest))
-        con.register("in_lines", lines.to_arrow(compat_level=newest))
+        con.register("in_internal", as_arrow(internal))
+        con.register("in_lines", as_arrow(lines))
         return 0, 0
     pair = _pair_columns(
         rule, amount="l.gross_minor", fee="l.fee_minor", net="l.net_minor", status="l.status", currency="l.currency"
@@ -489,8 +487,8 @@ def _take_clean_pairs(
     joined = joined.filter(pl.col("i_row").is_unique() & pl.col("l_row").is_unique())
     ours = internal.select("since_date", "payment_id", "currency", "status", "biz_type", "amount_minor")
     theirs = lines.select("payment_id", "gross_minor", "fee_minor", "net_minor", "status", "currency")
-    con.register("pair_i", ours[joined["i_row"]].with_columns(joined["i_row"]).to_arrow(compat_level=newest))
-    con.register("pair_l", theirs[joined["l_row"]].with_columns(joined["l_row"]).to_arrow(compat_level=newest))
+    con.register("pair_i", as_arrow(ours[joined["i_row"]].with_columns(joined["i_row"])))
+    con.register("pair_l", as_arrow(theirs[joined["l_row"]].with_columns(joined["l_row"])))
     del joined
     try:
         con.execute(f"""
@@ -515,7 +513,7 @@ def _take_clean_pairs(
     # The payment ids a line names other than through its own pair: lines without a pair, and
     # paired lines that name another payment than their pair's.
     unpaired = lines.filter(~paired).filter(pl.col("payment_id") != "")
-    con.register("unpaired_refs", unpaired.select("payment_id").to_arrow(compat_level=newest))
+    con.register("unpaired_refs", as_arrow(unpaired.select("payment_id")))
     try:
         taken = con.sql("""
             SELECT i_row, l_row, previous FROM fp
@@ -527,8 +525,8 @@ def _take_clean_pairs(
         con.execute("DROP TABLE fp").fetchall()
     left_i = internal.filter(~_mask(internal.height, taken["i_row"], True))
     left_l = lines.filter(~_mask(lines.height, taken["l_row"], True))
-    con.register("in_internal", left_i.to_arrow(compat_level=newest))
-    con.register("in_lines", left_l.to_arrow(compat_level=newest))
+    con.register("in_internal", as_arrow(left_i))
+    con.register("in_lines", as_arrow(left_l))
     return taken.height, int(taken["previous"].sum())
 
 

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
+from pipelines.frames import as_arrow
 from pipelines.quality.checks import Check, ColumnMapCheck, ColumnsMatch, ColumnType, InSet, Outcome, SumEquals, Unique
 
 if TYPE_CHECKING:
@@ -70,9 +71,9 @@ def run_duckdb(frame: pl.DataFrame, checks: Sequence[Check], *, location_column:
     try:
         # Timestamps come back in UTC whatever the machine's zone, so messages do not depend on it.
         con.execute("SET TimeZone = 'UTC'")
-        # Arrow at Polars' newest level keeps string views, which DuckDB scans in place; the
-        # default level copies every string column first (a second per ten million rows).
-        con.register("t", frame.with_row_index(ROW).to_arrow(compat_level=pl.CompatLevel.newest()))
+        # As Arrow without a copy (`as_arrow`: string views, which DuckDB scans in place; a whole
+        # frame export would copy it, as the row index added here is chunked unlike the frame).
+        con.register("t", as_arrow(frame.with_row_index(ROW)))
         # Every row-wise check is counted in one scan of the table; only failures query again.
         single = [c for c in checks if isinstance(c, ColumnMapCheck) and not isinstance(c, Unique | InSet)]
         counts: dict[int, int] = {}

@@ -159,23 +159,41 @@ def prepare_day(
         raise InputFileError(paths.internal_csv, 0, "quality_gate", "; ".join(failures))
     if paths.data_docs:
         keep_quality(paths, "internal", [] if result is None else [result])
-    staged: dict[str, int] = {}
     channels = discover_channels(paths, rules, requested, set(frame["channel"].unique().to_list()))
+    columns = frame.get_columns()
+    del frame  # `columns` now hold the only reference, which _split_by_channel lets go of
+    parts = _split_by_channel(columns, channels)
+    staged: dict[str, int] = {}
     for channel in channels:
-        # One channel's copy at a time (not partition_by's copy of all of them): at 10M rows a
-        # copy of the whole extract is gigabytes. A caller that keeps them (`keep`) holds them all
-        # until each is matched, in exchange for not reading them back.
-        # One chunk per column: the extract comes from the CSV reader in hundreds of chunks, the
-        # match adds one-chunk columns (since_date, a row index), and a frame whose columns are
-        # chunked unlike each other is copied whole on its way to DuckDB as Arrow (0.4 GB at 5M
-        # rows, held through the match). Copying the part here, while it is made, is cheaper.
-        part = frame.filter(pl.col("channel") == channel).rechunk()
+        part = parts.pop(channel)
         wh.write_partition("internal", paths.business_date, channel, part)
         staged[channel] = part.height
         if keep is not None:
             keep[channel] = part
         del part
     return staged
+
+
+def _split_by_channel(columns: list[pl.Series], channels: list[str]) -> dict[str, pl.DataFrame]:
+    """The rows of each of `channels` (by the `channel` column), in file order, each column in one
+    chunk. `columns` (a frame's, in order) is emptied on the way.
+
+    Column by column, each input column let go once split, so the extract is never held twice (a
+    copy of it is about 2.5 GB at 10M rows: filtering the frame channel by channel peaked at the
+    whole extract plus every part). That frees memory only when the caller holds no other reference
+    to the columns. One chunk per column, because the match gathers rows by position (slow across
+    the hundreds of chunks the CSV reader leaves), and a part that holds only its own strings lets
+    go of them once it is matched."""
+    owner = next(column for column in columns if column.name == "channel")
+    masks = {channel: owner == channel for channel in channels}
+    del owner
+    split: dict[str, list[pl.Series]] = {channel: [] for channel in channels}
+    while columns:
+        column = columns.pop(0)
+        for channel in channels:
+            split[channel].append(column.filter(masks[channel]).rechunk())
+        del column
+    return {channel: pl.DataFrame(split.pop(channel)) for channel in channels}
 
 
 # --- step 2 ----------------------------------------------------------------------------------------
@@ -538,8 +556,11 @@ def run_day(
         # Each channel's records go from staging to matching in memory (the partitions are still
         # written, for the warehouse and the DAG's separate tasks); each is dropped once matched.
         held: dict[str, pl.DataFrame] = {}
-        chosen = sorted(prepare_day(wh, paths, rules, channels, keep=held))
-        for channel in chosen:
+        staged = prepare_day(wh, paths, rules, channels, keep=held)
+        chosen = sorted(staged)
+        # Smallest first: a channel's match then holds its own records and only the larger ones'
+        # still waiting, so the largest is matched alone (the order changes no output).
+        for channel in sorted(chosen, key=lambda c: (staged[c], c)):
             if progress:
                 progress(channel)
             reconcile_channel(wh, paths, rules[channel], held.pop(channel, None))

@@ -29,6 +29,17 @@ def test_reads_typed_columns(tmp_path: Path) -> None:
     assert str(frame["created_at"].dtype) == "Datetime(time_unit='us', time_zone='UTC')"
 
 
+def test_timestamps_in_other_iso_forms_are_read_to_the_same_instant(tmp_path: Path) -> None:
+    """Our usual form parses without inference; blanks around it and other ISO 8601 forms take the
+    slower paths, and every row lands on the same UTC instant."""
+    usual = GOOD.replace("2026-11-02T10:00:01.5Z", "2026-11-02T10:00:00.000Z")
+    padded = usual.replace("P1", "P2").replace(",2026-11-02T10:00:00Z,", ", 2026-11-02T10:00:00.000Z ,")
+    other = usual.replace("P1", "P3").replace(",2026-11-02T10:00:00Z,", ",2026-11-02 10:00:00+00:00,")
+    frame = read_internal(write(tmp_path, usual, padded, other))
+    assert frame["created_at"].n_unique() == 1
+    assert frame["created_at"][0].isoformat() == "2026-11-02T10:00:00+00:00"
+
+
 @pytest.mark.parametrize(
     ("row", "reason"),
     [

@@ -35,7 +35,9 @@ def test_timestamps_in_other_iso_forms_are_read_to_the_same_instant(tmp_path: Pa
     usual = GOOD.replace("2026-11-02T10:00:01.5Z", "2026-11-02T10:00:00.000Z")
     padded = usual.replace("P1", "P2").replace(",2026-11-02T10:00:00Z,", ", 2026-11-02T10:00:00.000Z ,")
     other = usual.replace("P1", "P3").replace(",2026-11-02T10:00:00Z,", ",2026-11-02 10:00:00+00:00,")
+    padded = padded.replace(",10050,", ", 10050 ,")  # blanks around an amount are stripped too
     frame = read_internal(write(tmp_path, usual, padded, other))
+    assert frame["amount_minor"].to_list() == [10050, 10050, 10050]
     assert frame["created_at"].n_unique() == 1
     assert frame["created_at"][0].isoformat() == "2026-11-02T10:00:00+00:00"
 
@@ -53,6 +55,11 @@ def test_timestamps_in_other_iso_forms_are_read_to_the_same_instant(tmp_path: Pa
         (GOOD.replace("CNY", "XYZ"), "bad_currency"),
         (GOOD.replace("2026-11-02T10:00:00Z", "yesterday"), "bad_timestamp"),
         (GOOD.replace("P1,", ",", 1), "empty_cell"),
+        (GOOD.replace("2026-11-02T10:00:00Z", ""), "empty_cell"),
+        # Two defects: the cell checks come before the timestamps, whichever is read first.
+        (GOOD.replace("10050", "1e5").replace("2026-11-02T10:00:00Z", "yesterday"), "bad_amount"),
+        (GOOD.replace("2026-11-02T10:00:01.5Z", "later"), "bad_timestamp"),
+        (GOOD.replace("10050", " 10050 ").replace("P1,", ",", 1), "empty_cell"),
     ],
 )
 def test_a_bad_row_names_file_line_and_reason(tmp_path: Path, row: str, reason: str) -> None:

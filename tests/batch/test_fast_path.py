@@ -81,6 +81,8 @@ def _run(
     keys=st.sampled_from(
         [["channel_txn_id", "payment_id", "amount_time"], ["channel_txn_id"], ["payment_id", "channel_txn_id"]]
     ),
+    # Pairs are classified in batches; 2 makes most examples span several.
+    batch=st.sampled_from([2, 1_000_000]),
 )
 def test_fast_path_gives_the_general_engines_result(
     records: list[dict],
@@ -88,8 +90,10 @@ def test_fast_path_gives_the_general_engines_result(
     strategy: str,
     basis: str,
     keys: list[str],
+    batch: int,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    monkeypatch.setattr(engine, "PAIR_BATCH", batch)
     ours = internal(
         [
             {

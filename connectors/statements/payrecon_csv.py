@@ -58,6 +58,13 @@ def _text(path: Path, data: bytes, start: int, end: int) -> str:
         raise StatementError(path, data[:at].count(b"\n") + 1, "encoding", f"not UTF-8 at byte {at}") from None
 
 
+def _sha256(*parts: bytes) -> str:
+    digest = hashlib.sha256()
+    for part in parts:
+        digest.update(part)
+    return digest.hexdigest()
+
+
 def _canonical_pattern(exp: int) -> str:
     """The form `write` gives an amount: an optional minus, 1 to 18 - exp digits, exactly `exp`
     decimals (at most 18 digits, so dropping the point cannot overflow Int64)."""
@@ -103,24 +110,27 @@ def parse(
     data = path.read_bytes()
     if data.startswith(b"\xef\xbb\xbf"):
         raise StatementError(path, 1, "bom", "the file starts with a UTF-8 byte order mark; payrecon_csv has none")
-    if not data.strip():
+    if not data or data.isspace():  # not `data.strip()`: that copies the whole file
         raise StatementError(path, 0, "empty_file", "the file is empty")
-    # The file's hash (half a second per 500 MB) is taken on a thread while Polars parses: hashlib
-    # releases the GIL on large inputs.
-    digest = _HASHER.submit(lambda: hashlib.sha256(data).hexdigest())
     # The body and the trailer are split on the bytes (a newline is one byte in UTF-8), so a large
     # file is never copied as text: the body goes to Polars as bytes, and Polars refuses invalid
-    # UTF-8 in it (then the whole file is decoded once to name the line).
+    # UTF-8 in it (then the body is decoded once to name the line).
     end = len(data)
     while end and data[end - 1] == 0x0A:
         end -= 1
     cut = data.rfind(b"\n", 0, end)
-    body = data[:cut] if cut >= 0 else b""
     last = _text(path, data, cut + 1, end)
     if not last.startswith(TRAILER + ","):
         raise StatementError(path, data.count(b"\n") + 1, "truncated", f"the last line is not the {TRAILER} trailer")
+    # The file is held once: as its body and the rest, not beside a copy of its body (0.5 GB at
+    # five million lines, during the parse).
+    body, rest = (data[:cut], data[cut:]) if cut >= 0 else (b"", data)
+    del data
+    # The file's hash (half a second per 500 MB) is taken on a thread while Polars parses: hashlib
+    # releases the GIL on large inputs.
+    digest = _HASHER.submit(_sha256, body, rest)
     first_end = body.find(b"\n")
-    first_line = _text(path, data, 0, len(body) if first_end < 0 else first_end)
+    first_line = _text(path, body, 0, len(body) if first_end < 0 else first_end)
     if tuple(first_line.split(",")) != HEADER:
         raise StatementError(path, 1, "bad_header", f"expected header {','.join(HEADER)}")
     n_lines = body.count(b"\n") + 1
@@ -133,8 +143,9 @@ def parse(
         )
     except pl.exceptions.ComputeError as exc:
         if "utf-8" in str(exc):
-            _text(path, data, 0, len(data))  # raises with the line of the first bad byte
+            _text(path, body, 0, len(body))  # raises with the line of the first bad byte
         raise StatementError(path, 0, "malformed_csv", str(exc).splitlines()[0]) from None
+    del body  # parsed; the hashing thread holds it until it is done
 
     currencies = frame["currency"].unique().to_list()
     if len(currencies) > 1:

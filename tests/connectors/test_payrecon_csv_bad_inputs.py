@@ -3,6 +3,7 @@ named reason and line, and a valid file parses exactly."""
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import pytest
@@ -34,7 +35,9 @@ def _refused(path: Path) -> StatementError:
 
 
 def test_the_valid_file_parses_exactly(tmp_path: Path) -> None:
-    parsed = get_format("payrecon_csv").parse(_file(tmp_path, _text()), channel="cardusd")
+    path = _file(tmp_path, _text())
+    parsed = get_format("payrecon_csv").parse(path, channel="cardusd")
+    assert parsed.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
     frame = parsed.frame
     assert frame["gross_minor"].to_list() == [10000, 2500]
     assert frame["fee_minor"].to_list() == [60, 15]

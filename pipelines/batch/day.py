@@ -178,7 +178,7 @@ def _split_by_channel(columns: list[pl.Series], channels: list[str]) -> dict[str
     """The rows of each of `channels` (by the `channel` column), in file order, each column in one
     chunk. `columns` (a frame's, in order) is emptied on the way.
 
-    Column by column, each input column let go once split, so the extract is never held twice (a
+    Two columns at a time, each input column let go once split, so the extract is never held twice (a
     copy of it is about 2.5 GB at 10M rows: filtering the frame channel by channel peaked at the
     whole extract plus every part). That frees memory only when the caller holds no other reference
     to the columns. One chunk per column, because the match gathers rows by position (slow across

@@ -481,15 +481,20 @@ def _take_clean_pairs(
     kind, _, _ = classify_expr(rule, pair)
     day = f"DATE '{business_date.isoformat()}'"
     # Candidate pairs: one of our records and one line with the same id, each the only one with it
-    # (an id on two records or two lines gives a row or line twice in the join). The join carries
-    # row numbers only; the few columns the classification needs are gathered by row afterwards and
-    # scanned side by side, which costs far less than carrying them through the join's hash table.
+    # (an id on two records or two lines gives a row or line twice in the join). The join is on the
+    # ids' 64-bit hashes and carries row numbers only: its hash table holds no strings. The ids
+    # themselves are compared below, with the few columns the classification needs, gathered by
+    # row and scanned side by side. Two ids whose hashes collide only send their rows to the
+    # general passes: a pair of unequal ids is dropped there, and a row paired twice is not taken.
     joined = con.sql("""
         SELECT i._row AS i_row, l._row AS l_row FROM all_internal i
-        JOIN all_lines l ON i.channel_txn_id = l.channel_txn_id WHERE i.channel_txn_id <> ''""").pl()
+        JOIN all_lines l ON hash(i.channel_txn_id) = hash(l.channel_txn_id)
+        WHERE i.channel_txn_id <> '' AND l.channel_txn_id <> ''""").pl()
     joined = joined.filter(_once(joined["i_row"], internal.height) & _once(joined["l_row"], lines.height))
-    ours = internal.select("since_date", "payment_id", "currency", "status", "biz_type", "amount_minor")
-    theirs = lines.select("payment_id", "gross_minor", "fee_minor", "net_minor", "status", "currency")
+    ours = internal.select(
+        "since_date", "payment_id", "currency", "status", "biz_type", "amount_minor", "channel_txn_id"
+    )
+    theirs = lines.select("payment_id", "gross_minor", "fee_minor", "net_minor", "status", "currency", "channel_txn_id")
     classified = f"""
         WITH p AS (
             SELECT i.i_row, l.l_row, i.since_date < {day} AS previous,
@@ -499,7 +504,8 @@ def _take_clean_pairs(
                    {expected_fee_expr(rule, "i.biz_type", "i.amount_minor")} AS exp_fee,
                    {is_credit_expr("i.biz_type")} AS credit,
                    l.gross_minor, l.fee_minor, l.net_minor, l.status, l.currency
-            FROM pair_i i POSITIONAL JOIN pair_l l)
+            FROM pair_i i POSITIONAL JOIN pair_l l
+            WHERE i.channel_txn_id = l.channel_txn_id)
         SELECT l.i_row, l.l_row, l.previous, hash(l.i_payment_id) AS i_h, ({kind}) IS NULL AS clean,
                CASE WHEN l.l_payment_id <> '' AND l.l_payment_id <> l.i_payment_id
                     THEN hash(l.l_payment_id) END AS named_h

@@ -351,3 +351,24 @@ def test_outputs_with_float_amounts_stop_at_the_schema() -> None:
     summary, breaks = outputs()
     result = validate_outputs(summary, breaks.with_columns(pl.col("delta_minor").cast(pl.Float64)), engine="duckdb")
     assert result.failures == ["expect_column_values_to_be_of_type(delta_minor): observed 'Float64', expected 'Int64'"]
+
+
+@pytest.mark.parametrize(
+    ("values", "unexpected"),
+    [
+        (["A", "A", None], 2),  # nulls beside a repeat: the distinct count must not take them for a value
+        (["A", None, None, "B"], 0),  # nulls are not values: never duplicates of each other
+        (["A", "B", "C"], 0),
+        ([None, None], 0),
+        (["A", "B", "A", None, "B", "C"], 4),
+    ],
+)
+def test_uniqueness_in_duckdb_ignores_nulls_and_counts_every_repeated_row(
+    values: list[str | None], unexpected: int
+) -> None:
+    from pipelines.quality.checks import Unique
+    from pipelines.quality.engines import ROW, run_duckdb
+
+    (outcome,) = run_duckdb(pl.DataFrame({"v": values}, schema={"v": pl.String()}), [Unique("v")], location_column=ROW)
+    assert outcome.success is (unexpected == 0)
+    assert (outcome.unexpected_count or 0) == unexpected

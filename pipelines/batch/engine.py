@@ -1,8 +1,8 @@
 """The T+1 matching engine of one channel: our records against the channel's lines, in DuckDB.
 
 Inputs are typed frames (amounts Int64 minor units): our records of the channel (INTERNAL_SCHEMA plus
-`since_date`, the business date a carried-forward record first appeared, and `after_cutoff`) and the
-channel's lines (MAPPED_LINE_SCHEMA). Everything is compiled from the channel's `Rule`:
+`since_date`, the business date a carried-forward record first appeared, and optionally
+`after_cutoff`, else computed here by `after_cutoff`) and the channel's lines (MAPPED_LINE_SCHEMA). Everything is compiled from the channel's `Rule`:
 
 1. Match passes in the rule's key order, each over the lines earlier passes left:
    - `channel_txn_id`: the line's id equals the one our record knows. A line claimed by two of our
@@ -417,10 +417,12 @@ def match_channel(
     lines: pl.DataFrame,
 ) -> ChannelResult:
     """Match one channel's day. `internal`: our records of the channel (INTERNAL_SCHEMA columns plus
-    `since_date` Date and `after_cutoff` Boolean); `lines`: its statement lines (MAPPED_LINE_SCHEMA).
+    `since_date` Date, and `after_cutoff` Boolean when the caller decides it: when absent it is
+    computed from `created_at` by `after_cutoff`, for the records the fast path leaves only);
+    `lines`: its statement lines (MAPPED_LINE_SCHEMA).
     `con` is a DuckDB connection used for temporary tables only. Returns breaks, pending records and
     counts; amounts throughout are Int64 minor units."""
-    assert "since_date" in internal.columns and "after_cutoff" in internal.columns
+    assert "since_date" in internal.columns
     engine = _Engine(con, rule, business_date)
     # Registered as Arrow once (`as_arrow`, no copy): a registered Polars frame is converted again
     # by every query that scans it (seven scans per channel here).
@@ -472,7 +474,7 @@ def _take_clean_pairs(
     lines that name a payment other than their pair's and the lines left without a pair, and the
     leftovers are cut from the frames with row masks instead of anti-joins over every row."""
     if not FAST_PATH or rule.match_keys[0] != MatchKey.CHANNEL_TXN_ID:
-        con.register("in_internal", as_arrow(internal))
+        con.register("in_internal", as_arrow(_with_after_cutoff(rule, internal)))
         con.register("in_lines", as_arrow(lines))
         return 0, 0
     pair = _pair_columns(
@@ -537,11 +539,24 @@ def _take_clean_pairs(
     finally:
         con.unregister("unpaired_refs")
         con.execute("DROP TABLE fp").fetchall()
-    left_i = internal.filter(~_mask(internal.height, taken["i_row"], True))
+    left_i = _with_after_cutoff(rule, internal.filter(~_mask(internal.height, taken["i_row"], True)))
     left_l = lines.filter(~_mask(lines.height, taken["l_row"], True))
     con.register("in_internal", as_arrow(left_i))
     con.register("in_lines", as_arrow(left_l))
     return taken.height, int(taken["previous"].sum())
+
+
+def after_cutoff(rule: Rule) -> pl.Expr:
+    """Whether our record was created at or after the rule's carry-forward cutoff, by the clock of
+    the rule's time zone (such a record may still be pending: its line comes in tomorrow's file)."""
+    cutoff = rule.carry_forward.cutoff
+    local = pl.col("created_at").dt.convert_time_zone(rule.timezone)
+    seconds = local.dt.hour().cast(pl.Int32) * 3600 + local.dt.minute().cast(pl.Int32) * 60 + local.dt.second()
+    return (seconds >= cutoff.hour * 3600 + cutoff.minute * 60 + cutoff.second).alias("after_cutoff")
+
+
+def _with_after_cutoff(rule: Rule, internal: pl.DataFrame) -> pl.DataFrame:
+    return internal if "after_cutoff" in internal.columns else internal.with_columns(after_cutoff(rule))
 
 
 def _once(rows: pl.Series, n: int) -> pl.Series:

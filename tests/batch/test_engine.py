@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import duckdb
@@ -10,6 +10,7 @@ import polars as pl
 import pytest
 from frames import DAY, T0, internal, lines
 
+from pipelines.batch import engine
 from pipelines.batch.engine import ChannelResult, match_channel
 from pipelines.matching.rules import Rule, rule_for
 
@@ -227,6 +228,26 @@ def test_carry_forward_pending_then_matched_then_expired() -> None:
     expired = run(rule, carried, lines([], day=day2), day2)
     assert kinds(expired) == [("MISSING_AT_CHANNEL", "late", None)]
     assert expired.carry_forward["expired_to_breaks"] == 1
+
+
+@pytest.mark.parametrize("fast_path", [True, False])
+def test_the_cutoff_is_judged_by_the_rules_clock_when_the_caller_leaves_it(
+    fast_path: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`run_day` leaves `after_cutoff` to the engine: 23:50 in Shanghai is 15:50 UTC."""
+    monkeypatch.setattr(engine, "FAST_PATH", fast_path)
+    rule = make_rule(timezone="Asia/Shanghai", carry_forward={"cutoff": "23:50:00", "window_days": 1})
+    at = datetime(2026, 11, 2, 15, 50, tzinfo=UTC)
+    ours = internal([
+        {"payment_id": "before", "amount_minor": 900, "channel_txn_id": "t1", "created_at": at - timedelta(seconds=1)},
+        {"payment_id": "at", "amount_minor": 900, "channel_txn_id": "t2", "created_at": at},
+        {"payment_id": "clean", "amount_minor": 700, "channel_txn_id": "t3", "created_at": at},
+    ]).drop("after_cutoff")  # fmt: skip
+    result = run(rule, ours, lines([{"channel_txn_id": "t3", "payment_id": "clean", "gross_minor": 700}]))
+    assert kinds(result) == [("MISSING_AT_CHANNEL", "before", None)]
+    assert result.pending["payment_id"].to_list() == ["at"]
+    assert "after_cutoff" not in result.pending.columns
+    assert result.internal == {"rows_in": 3, "matched": 1, "pending": 1, "breaks": 1, "rejected": 0}
 
 
 def test_a_record_before_the_cutoff_is_a_break_at_once() -> None:

@@ -20,7 +20,9 @@ in memory and rebuilt from the changelog at start), written back once per paymen
 
 Delivery is at least once: a batch's offsets are acked after its effects (outputs and changelog
 records) are handed to the producer, and committed by Faust after the producer is flushed, so a
-crash re-delivers records whose effects may or may not have been sent. Effects are idempotent:
+crash re-delivers records whose effects may or may not have been sent. A record the producer gave
+up on (refused by the broker, retries run out) stops the worker before any offset past it is
+committed (`pipelines.stream.batching.Deliveries`): its records are delivered again, never dropped. Effects are idempotent:
 breaks are keyed by `break_id` and tasks by `task_id`, both deterministic, and every copy of a
 record is byte-identical (event time, never wall clock, in every field), so a consumer that keeps
 the last record per id sees exactly what an undisturbed run produced. "No duplicate task" means:
@@ -133,7 +135,9 @@ class StreamApp:
 
 
 class FaustSink:
-    """Sends through the Faust app's producer (flushed by Faust before each offset commit)."""
+    """Sends through the Faust app's producer (flushed by Faust before each offset commit). Each
+    record's delivery is watched (`BatchApp.deliveries`): `flush` raises DeliveryFailed when one
+    was refused, and the consumer does not commit past it."""
 
     def __init__(self, app: faust.App) -> None:
         self.app = app
@@ -151,10 +155,16 @@ class FaustSink:
         # Straight to the producer (the bytes are final; Faust's Topic.send would only wrap them).
         # partition None: the producer's default partitioner (murmur2 of the key, as aiokafka's
         # and the Java client's), so a record re-keyed here lands where its payment's events do.
-        await self.app.producer.send(topic, key, value, partition, timestamp, headers)
+        delivered = await self.app.producer.send(topic, key, value, partition, timestamp, headers)
+        deliveries = getattr(self.app, "deliveries", None)
+        if deliveries is not None:
+            deliveries.watch(delivered)
 
     async def flush(self) -> None:
         await self.app.producer.flush()
+        deliveries = getattr(self.app, "deliveries", None)
+        if deliveries is not None:
+            deliveries.check()
 
 
 _DELETED: Any = object()
@@ -343,6 +353,7 @@ def create_app(
         # changelog records of its effects are on the broker.
         changelog = table.changelog_topic.get_topic_name()
         producer = cast(Any, app.producer)._ensure_producer()  # the aiokafka producer
+        deliveries = cast(BatchApp, app).deliveries
         batches: dict[int, Any] = {}
         for key, value, partition in written:
             if value is None:
@@ -356,12 +367,13 @@ def create_app(
                 batch = batches[partition] = producer.create_batch()
             if batch.append(key=encode_state(key), value=encoded, timestamp=None) is None:
                 # Full: send it and start the next one for this partition.
-                await producer.send_batch(batch, changelog, partition=partition)
+                deliveries.watch(await producer.send_batch(batch, changelog, partition=partition))
                 batch = batches[partition] = producer.create_batch()
                 batch.append(key=encode_state(key), value=encoded, timestamp=None)
         for partition, batch in batches.items():
             fut = await producer.send_batch(batch, changelog, partition=partition)
             fut.add_done_callback(_persisted(table, changelog, partition))
+            deliveries.watch(fut)
 
     pending: list[tuple[str, bytes, bytes, Headers]] = []
     stamps: dict[int, list[int]] = {}

@@ -15,6 +15,12 @@ table changelog during recovery) go through the per-record conductor path as bef
 are committed by Faust's commit loop, which flushes the producer first, so an offset is committed
 only after the effects of its record (outputs and table changelog records) are on the broker.
 
+A flush only waits: a record the producer gave up on (the broker refused it, or its retries ran
+out) is a failed future nobody awaits, and Faust commits past it, so its effect is lost for good.
+`Deliveries` keeps the futures of everything sent; after a flush (the sink's, and the commit's)
+the first failure raises `DeliveryFailed`, and the consumer crashes the worker instead of
+committing: the records behind the lost effect are delivered again to the next worker.
+
 Rebalances: a batch in flight is registered as an unacked message, so Faust's revocation handler
 (`wait_empty`) waits for it to finish and commits its offsets before the partitions move; a batch
 fetched before a rebalance that completed meanwhile (a new generation) is dropped and re-read from
@@ -40,6 +46,38 @@ BatchHandler = Callable[[Sequence[Any]], Awaitable[None]]
 # up: while it waits on partitions that have gone quiet, new records of the others wait too, so one
 # quiet partition stalled the whole worker for up to 1.5 s (p99 latency ~1.8 s in some runs).
 FETCH_MAX_WAIT_MS = 50
+
+
+class DeliveryFailed(RuntimeError):
+    """A record handed to the producer was not delivered; the offsets behind it must not commit."""
+
+
+class Deliveries:
+    """The delivery futures of records handed to the producer and not yet checked."""
+
+    def __init__(self) -> None:
+        self._futures: list[asyncio.Future[Any]] = []
+        self.failure: BaseException | None = None
+
+    def watch(self, future: asyncio.Future[Any]) -> None:
+        self._futures.append(future)
+
+    def __len__(self) -> int:
+        return len(self._futures)
+
+    def check(self) -> None:
+        """Forget the delivered futures; raise DeliveryFailed on the first that failed, and on
+        every check after it (a worker that lost a record never commits again, not even on its
+        way down). Futures not yet done (sent after the flush began) wait for the next check."""
+        waiting: list[asyncio.Future[Any]] = []
+        for future in self._futures:
+            if not future.done():
+                waiting.append(future)
+            elif self.failure is None and (future.cancelled() or future.exception() is not None):
+                self.failure = asyncio.CancelledError() if future.cancelled() else future.exception()
+        self._futures = waiting
+        if self.failure is not None:
+            raise DeliveryFailed(f"a record was not delivered to Kafka: {self.failure!r}") from self.failure
 
 
 class _InFlight:
@@ -70,6 +108,18 @@ class BatchConsumer(faust_aiokafka.Consumer):
 
     def _new_consumer_thread(self) -> BatchConsumerThread:
         return BatchConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+    async def _commit(self, offsets: Any) -> bool:
+        # Faust flushed the producer just before this: every effect of the offsets is settled.
+        deliveries: Deliveries | None = getattr(self.app, "deliveries", None)
+        if deliveries is not None:
+            try:
+                deliveries.check()
+            except DeliveryFailed as exc:
+                self.log.error("not committing %r: %s", dict(offsets), exc)
+                await self.crash(exc)
+                return False
+        return cast(bool, await super()._commit(offsets))
 
     async def _drain_messages(self, fetcher: Any) -> None:  # pragma: no cover - exercised on Kafka
         app = cast(Any, self.app)
@@ -182,9 +232,15 @@ class BatchTransport(faust_aiokafka.Transport):
 
 
 class BatchApp(faust.App):
-    """A Faust app whose consumer hands registered topics to batch handlers (`BatchConsumer`)."""
+    """A Faust app whose consumer hands registered topics to batch handlers (`BatchConsumer`), and
+    refuses to commit past a record it failed to deliver (`deliveries`)."""
 
     batch_handlers: dict[str, BatchHandler]
+    deliveries: Deliveries
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.deliveries = Deliveries()
 
     def _new_transport(self) -> Any:
         return BatchTransport(self.conf.broker_consumer, self)

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from stream_runs import differing_states, undisturbed
+from stream_runs import differing_states, undisturbed, wait_for_members
 
 from connectors.kafka.admin import delete_namespace, ensure_topics
 from connectors.kafka.topics import Topics
@@ -35,6 +35,14 @@ KILLS = 3
 SPEED = 86_400 / 8
 
 
+def _wait_for_more_breaks(bootstrap: str, topics: Topics, *, than: int, timeout_s: float = 30.0) -> None:
+    """Until the break topic holds more than `than` records (a worker is deciding), or `timeout_s`
+    (a worker with nothing left to decide: the precondition below judges whether a kill counted)."""
+    deadline = time.monotonic() + timeout_s
+    while asyncio.run(collect(bootstrap, topics)).break_records <= than and time.monotonic() < deadline:
+        time.sleep(0.3)
+
+
 def _with_kills(
     bootstrap: str, root: Path, rng: random.Random
 ) -> tuple[Collected, dict[str, Any], int, list[float], list[int]]:
@@ -49,11 +57,18 @@ def _with_kills(
     records_at_kill: list[int] = []
     try:
         worker.start()
+        # The replay starts once the worker has joined, so that its decisions are spread over the
+        # replay's seconds: on a loaded machine the join took longer than the whole replay, and
+        # the day was then decided in one burst that no kill could land inside.
+        wait_for_members(bootstrap, topics, 1)
         started = time.monotonic()
         replay.start()
         for _ in range(KILLS):
-            # A worker takes a few seconds to join the group; kill it somewhere after that.
-            time.sleep(rng.uniform(3.0, 7.0))
+            # Kill a worker only once it has decided something since it (re)started, then a
+            # random moment later: a fixed delay landed before the group join on a loaded machine,
+            # and a kill before the first decision tests nothing.
+            _wait_for_more_breaks(bootstrap, topics, than=records_at_kill[-1] if records_at_kill else 0)
+            time.sleep(rng.uniform(0.0, 1.5))
             kills_at.append(time.monotonic() - started)
             worker.kill()
             records_at_kill.append(asyncio.run(collect(bootstrap, topics)).break_records)

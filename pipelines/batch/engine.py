@@ -2,7 +2,8 @@
 
 Inputs are typed frames (amounts Int64 minor units): our records of the channel (INTERNAL_SCHEMA plus
 `since_date`, the business date a carried-forward record first appeared, and optionally
-`after_cutoff`, else computed here by `after_cutoff`) and the channel's lines (MAPPED_LINE_SCHEMA). Everything is compiled from the channel's `Rule`:
+`after_cutoff`, else computed here by `after_cutoff`) and the channel's lines (MAPPED_LINE_SCHEMA).
+Everything is compiled from the channel's `Rule`:
 
 1. Match passes in the rule's key order, each over the lines earlier passes left:
    - `channel_txn_id`: the line's id equals the one our record knows. A line claimed by two of our

@@ -22,7 +22,8 @@ Delivery is at least once: a batch's offsets are acked after its effects (output
 records) are handed to the producer, and committed by Faust after the producer is flushed, so a
 crash re-delivers records whose effects may or may not have been sent. A record the producer gave
 up on (refused by the broker, retries run out) stops the worker before any offset past it is
-committed (`pipelines.stream.batching.Deliveries`): its records are delivered again, never dropped. Effects are idempotent:
+committed (`pipelines.stream.batching.Deliveries`): its input is read again, never dropped.
+Effects are idempotent:
 breaks are keyed by `break_id` and tasks by `task_id`, both deterministic, and every copy of a
 record is byte-identical (event time, never wall clock, in every field), so a consumer that keeps
 the last record per id sees exactly what an undisturbed run produced. "No duplicate task" means:
@@ -35,6 +36,7 @@ keyed by its payment_id) goes to the dead-letter topic with the reason, and the 
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import importlib.util
 import logging
@@ -139,7 +141,7 @@ class FaustSink:
     record's delivery is watched (`BatchApp.deliveries`): `flush` raises DeliveryFailed when one
     was refused, and the consumer does not commit past it."""
 
-    def __init__(self, app: faust.App) -> None:
+    def __init__(self, app: BatchApp) -> None:
         self.app = app
 
     async def send(
@@ -156,15 +158,12 @@ class FaustSink:
         # partition None: the producer's default partitioner (murmur2 of the key, as aiokafka's
         # and the Java client's), so a record re-keyed here lands where its payment's events do.
         delivered = await self.app.producer.send(topic, key, value, partition, timestamp, headers)
-        deliveries = getattr(self.app, "deliveries", None)
-        if deliveries is not None:
-            deliveries.watch(delivered)
+        # Typed by Faust as an awaitable: it is aiokafka's delivery future.
+        self.app.deliveries.watch(cast("asyncio.Future[Any]", delivered))
 
     async def flush(self) -> None:
         await self.app.producer.flush()
-        deliveries = getattr(self.app, "deliveries", None)
-        if deliveries is not None:
-            deliveries.check()
+        self.app.deliveries.check()
 
 
 _DELETED: Any = object()

@@ -165,17 +165,65 @@ class Warehouse:
 
     def _write_partition(self, table: str, business_date: date, channel: str, frame: pl.DataFrame) -> Path:
         directory = self.partition(table, business_date, channel)
-        directory.mkdir(parents=True, exist_ok=True)
         target = directory / "part-0.parquet"
-        tmp = directory / ".part-0.parquet.tmp"
-        frame.write_parquet(tmp, compression="lz4", statistics=False)
-        tmp.replace(target)
+        self._write_part(directory, 0, frame).replace(target)
+        self._drop_parts(directory, keep=1)
         return target
 
-    def read_partition(self, table: str, business_date: date, channel: str) -> pl.DataFrame | None:
+    @staticmethod
+    def _write_part(directory: Path, index: int, frame: pl.DataFrame) -> Path:
+        directory.mkdir(parents=True, exist_ok=True)
+        tmp = directory / f".part-{index}.parquet.tmp"
+        frame.write_parquet(tmp, compression="lz4", statistics=False)
+        return tmp
+
+    @staticmethod
+    def _drop_parts(directory: Path, keep: int) -> None:
+        """Remove the part files numbered `keep` and up (left by an earlier run written in more parts)."""
+        for path in directory.glob("part-*.parquet"):
+            if int(path.name[len("part-") : -len(".parquet")]) >= keep:
+                path.unlink()
+
+    def write_partition_part(
+        self, table: str, business_date: date, channel: str, index: int, frame: pl.DataFrame
+    ) -> None:
+        """Write part `index` of a partition written in several parts (an extract read a block at a
+        time); the parts replace the partition only at `commit_partition_parts`."""
+        directory = self.partition(table, business_date, channel)
+        if self._writer is not None:
+            self._writes.append(self._writer.submit(self._write_part, directory, index, frame))
+        else:
+            self._write_part(directory, index, frame)
+
+    def commit_partition_parts(self, table: str, business_date: date, channel: str, count: int) -> None:
+        """Put parts 0..`count`-1 of `write_partition_part` in place of the partition's files."""
         self.wait_for_writes()
-        target = self.partition(table, business_date, channel) / "part-0.parquet"
-        return pl.read_parquet(target) if target.exists() else None
+        directory = self.partition(table, business_date, channel)
+        directory.mkdir(parents=True, exist_ok=True)
+        for index in range(count):
+            (directory / f".part-{index}.parquet.tmp").replace(directory / f"part-{index}.parquet")
+        self._drop_parts(directory, keep=count)
+
+    def discard_partition_parts(self, table: str, business_date: date, channel: str) -> None:
+        """Forget the uncommitted parts of a partition (the extract they came from was refused)."""
+        self.wait_for_writes()
+        for tmp in self.partition(table, business_date, channel).glob(".part-*.parquet.tmp"):
+            tmp.unlink()
+
+    def partition_files(self, table: str, business_date: date, channel: str) -> list[Path]:
+        """The partition's Parquet files in part order (empty when it was never written)."""
+        self.wait_for_writes()
+        files = self.partition(table, business_date, channel).glob("part-*.parquet")
+        return sorted(files, key=lambda p: int(p.name[len("part-") : -len(".parquet")]))
+
+    def read_partition(self, table: str, business_date: date, channel: str) -> pl.DataFrame | None:
+        """The partition as one frame (each column one chunk), or None when it was never written."""
+        files = self.partition_files(table, business_date, channel)
+        if not files:
+            return None
+        if len(files) == 1:
+            return pl.read_parquet(files[0])
+        return pl.concat([pl.read_parquet(f) for f in files], rechunk=True)
 
     # --- file intake -----------------------------------------------------------------------------
     def release_files(self, business_date: date, channel: str) -> None:

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
 
@@ -65,15 +66,7 @@ def _timestamp(text: pl.DataFrame, column: str) -> pl.Series:
     return stamp
 
 
-def read_internal(path: Path) -> pl.DataFrame:
-    """Read `internal/payments.csv` into a frame of INTERNAL_SCHEMA (amounts Int64 minor units).
-
-    Raises InputFileError (file, 1-based line, reason) on a wrong header, an empty required cell,
-    an amount that is not a non-negative integer of minor units, an unknown biz_type, status or
-    currency, a bad timestamp, or a payment_id listed twice. Every check is one vectorised
-    expression, evaluated together; only a failing check looks for its first bad row.
-    """
-    path = Path(path)
+def _check_header(path: Path) -> None:
     try:
         with open(path, encoding="utf-8") as fh:
             header = fh.readline().rstrip("\r\n")
@@ -85,10 +78,81 @@ def read_internal(path: Path) -> pl.DataFrame:
         raise InputFileError(path, 1, "bom", "the file starts with a byte order mark")
     if tuple(header.split(",")) != PAYMENTS_CSV_COLUMNS:
         raise InputFileError(path, 1, "bad_header", f"expected header {','.join(PAYMENTS_CSV_COLUMNS)}")
+
+
+_TEXT_SCHEMA = {name: pl.String() for name in PAYMENTS_CSV_COLUMNS}
+
+
+def read_internal(path: Path) -> pl.DataFrame:
+    """Read `internal/payments.csv` into a frame of INTERNAL_SCHEMA (amounts Int64 minor units).
+
+    Raises InputFileError (file, 1-based line, reason) on a wrong header, an empty required cell,
+    an amount that is not a non-negative integer of minor units, an unknown biz_type, status or
+    currency, a bad timestamp, or a payment_id listed twice. Every check is one vectorised
+    expression, evaluated together; only a failing check looks for its first bad row.
+    """
+    path = Path(path)
+    _check_header(path)
     try:
-        text = pl.read_csv(path, schema={name: pl.String() for name in PAYMENTS_CSV_COLUMNS}, has_header=True)
+        text = pl.read_csv(path, schema=_TEXT_SCHEMA, has_header=True)
     except pl.exceptions.ComputeError as exc:
         raise InputFileError(path, 0, "malformed_csv", str(exc).splitlines()[0]) from None
+    return _typed_internal(text, path, first_line=2)
+
+
+def read_internal_chunks(path: Path, chunk_bytes: int) -> Iterator[tuple[int, pl.DataFrame]]:
+    """`read_internal` a block of about `chunk_bytes` of the file at a time (whole lines), for an
+    extract too large to hold as text at once; yields (the block's first line number, its frame).
+
+    Each block gets every check of `read_internal`, with the file's own line numbers. A payment_id
+    listed twice in different blocks is found after the last block (from the ids' 64-bit hashes,
+    then exactly), so a caller must treat nothing as loaded until the iterator is exhausted.
+    """
+    path = Path(path)
+    _check_header(path)
+    hashes: list[pl.Series] = []
+    with open(path, "rb") as fh:
+        fh.readline()
+        line = 2
+        while block := fh.read(chunk_bytes):
+            if not block.endswith(b"\n"):
+                block += fh.readline()
+            try:
+                text = pl.read_csv(block, schema=_TEXT_SCHEMA, has_header=False)
+            except pl.exceptions.ComputeError as exc:
+                raise InputFileError(path, line, "malformed_csv", str(exc).splitlines()[0]) from None
+            frame = _typed_internal(text, path, first_line=line)
+            del text
+            hashes.append(frame["payment_id"].hash())
+            yield line, frame
+            del frame
+            line += block.count(b"\n")
+    every = pl.concat(hashes)
+    del hashes
+    if every.n_unique() != every.len():
+        _raise_duplicate(path, every.filter(every.is_duplicated()).unique())
+
+
+def _raise_duplicate(path: Path, hashes: pl.Series) -> None:
+    """Name the first line whose payment_id is listed twice, among the ids with these hashes; a
+    hash collision between different ids is not a duplicate."""
+    rows = (
+        pl.scan_csv(path, schema=_TEXT_SCHEMA, has_header=True)
+        .select(pl.int_range(pl.len(), dtype=pl.Int64).alias("row"), "payment_id")
+        .filter(pl.col("payment_id").hash().is_in(hashes.implode()))
+        .filter(pl.col("payment_id").is_duplicated())
+        .sort("row")
+        .collect()
+    )
+    if rows.height:
+        raise InputFileError(
+            path, int(rows["row"][0]) + 2, "duplicate_key", f"payment_id {rows['payment_id'][0]!r} is listed twice"
+        )
+
+
+def _typed_internal(text: pl.DataFrame, path: Path, *, first_line: int) -> pl.DataFrame:
+    """The checks and conversions of `read_internal` over `text` (every column String), whose first
+    row is line `first_line` of `path`."""
     text = text.with_columns(pl.col("updated_at").fill_null(pl.col("created_at")))
     # Timestamps first, and a column's text let go of as soon as it converts whole (0.4 GB a
     # column at 10M rows, which otherwise stayed beside every check below). One that does not
@@ -139,7 +203,7 @@ def read_internal(path: Path) -> pl.DataFrame:
                 continue  # a hash collision, not a duplicate
             assert row is not None
             cell = text[cells.get(name, "payment_id")][row]
-            raise InputFileError(path, row + 2, reason, message.format(repr(cell)))
+            raise InputFileError(path, row + first_line, reason, message.format(repr(cell)))
     converted = text.with_columns(
         amount.cast(pl.UInt64, strict=False).alias("amount_minor"),
         fee.replace("", None).cast(pl.UInt64, strict=False).alias("fee_minor"),
@@ -148,13 +212,17 @@ def read_internal(path: Path) -> pl.DataFrame:
     for column in ("amount_minor", "fee_minor"):
         row = _first_bad(~(converted[column] > AMOUNT_MINOR_MAX).fill_null(False))
         if row is not None:
-            raise InputFileError(path, row + 2, "overflow", f"{column} {text[column][row]!r} does not fit 64 bits")
+            raise InputFileError(
+                path, row + first_line, "overflow", f"{column} {text[column][row]!r} does not fit 64 bits"
+            )
     for column in ("created_at", "updated_at"):
         if column not in text.columns:
             continue
         row = _first_bad(_timestamp(text, column).is_not_null())
         if row is not None:
-            raise InputFileError(path, row + 2, "bad_timestamp", f"{column} {text[column][row]!r} is not ISO 8601 UTC")
+            raise InputFileError(
+                path, row + first_line, "bad_timestamp", f"{column} {text[column][row]!r} is not ISO 8601 UTC"
+            )
     return converted.select(pl.col(name).cast(dtype) for name, dtype in INTERNAL_SCHEMA.items())
 
 

@@ -6,6 +6,7 @@ import json
 import shutil
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import polars as pl
@@ -111,6 +112,37 @@ def test_a_fresh_warehouse_gives_the_same_bytes(
     recon(small_days, tmp_path, START)
     recon(small_days, tmp_path, DAY2)
     assert snapshot(tmp_path) == snapshot(out)
+
+
+def test_an_extract_read_in_blocks_and_channels_matched_in_shards_give_the_same_bytes(
+    small_days: Path, two_days: tuple[Path, list[DayResult]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The scale path (`_prepare_in_blocks`, `match_in_shards`) forced onto the small days: every
+    output and every warehouse table count equal the run in one piece."""
+    from pipelines.batch import day as day_module
+    from pipelines.batch import shards
+
+    monkeypatch.setattr(day_module, "INTERNAL_BLOCK_BYTES", 40_000)  # about 250 payments a block
+    monkeypatch.setattr(shards, "SHARD_ROWS", 150)
+    cut: list[int] = []
+    real = shards.match_in_shards
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        cut.append(args[4])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(day_module, "match_in_shards", counted)
+    out, _ = two_days
+    recon(small_days, tmp_path, START)
+    recon(small_days, tmp_path, DAY2)
+    assert len(cut) == 8 and min(cut) >= 3, cut  # four channels, two days, each in shards
+    staged = list((tmp_path / "warehouse_parquet" / "internal").glob("*/*/part-*.parquet"))
+    assert len(staged) > 16  # and the extract in blocks
+    assert snapshot(tmp_path) == snapshot(out)
+    assert table_counts(tmp_path / "warehouse.duckdb") == table_counts(out / "warehouse.duckdb")
+    assert not (tmp_path / "warehouse_parquet" / "shards").exists() or not any(
+        (tmp_path / "warehouse_parquet" / "shards").rglob("*.parquet")
+    )
 
 
 def test_outbox_has_one_task_per_break_and_action(two_days: tuple[Path, list[DayResult]]) -> None:

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import polars as pl
 import pytest
 from frames import lines
 
 from connectors.statements import ParsedFile, StatementError
-from pipelines.batch.load import InputFileError, map_status, read_internal
+from pipelines.batch.load import InputFileError, map_status, read_internal, read_internal_chunks
 from pipelines.matching.rules import rule_for
 from pipelines.records import PAYMENTS_CSV_COLUMNS
 
@@ -85,3 +86,39 @@ def test_an_unknown_channel_status_refuses_the_file() -> None:
     assert (info.value.reason, info.value.line) == ("unknown_channel_status", 3)
     ok = ParsedFile(path=Path("bill.csv"), sha256="0", format="x", frame=frame.drop("status").head(1))
     assert map_status(ok, rule_for("alipay"))["status"].to_list() == ["SUCCEEDED"]
+
+
+def _rows(n: int) -> list[str]:
+    return [GOOD.replace("P1", f"P{i:05d}").replace("tr1", f"tr{i}") for i in range(n)]
+
+
+def test_reading_in_blocks_gives_the_frame_read_whole(tmp_path: Path) -> None:
+    path = write(tmp_path, *_rows(500))
+    blocks = list(read_internal_chunks(path, 4096))
+    assert len(blocks) > 10
+    # Each block starts on the line after the previous one ended.
+    assert [first for first, _ in blocks] == [2 + sum(b.height for _, b in blocks[:k]) for k in range(len(blocks))]
+    assert pl.concat([b for _, b in blocks]).equals(read_internal(path))
+
+
+@pytest.mark.parametrize("at", [3, 250, 499])
+def test_a_bad_row_in_a_later_block_names_its_own_line(tmp_path: Path, at: int) -> None:
+    rows = _rows(500)
+    rows[at] = rows[at].replace("10050", "100.50")
+    path = write(tmp_path, *rows)
+    with pytest.raises(InputFileError) as info:
+        list(read_internal_chunks(path, 4096))
+    assert (info.value.line, info.value.reason) == (at + 2, "bad_amount")
+
+
+def test_a_payment_listed_in_two_blocks_is_a_duplicate(tmp_path: Path) -> None:
+    rows = _rows(500)
+    rows[420] = rows[17]
+    path = write(tmp_path, *rows)
+    seen = []
+    with pytest.raises(InputFileError) as info:
+        for first, _block in read_internal_chunks(path, 4096):
+            seen.append(first)
+    assert len(seen) > 10  # found only once every block was read, which is why callers stage nothing before
+    assert (info.value.line, info.value.reason) == (19, "duplicate_key")
+    assert "P00017" in str(info.value)

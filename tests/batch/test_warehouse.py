@@ -146,3 +146,27 @@ def test_background_partition_writes_are_waited_for_and_their_failures_surface(t
         else:
             raise AssertionError("the failed background write did not surface")
         wh.wait_for_writes()  # nothing is left to wait for
+
+
+def test_a_partition_written_in_parts_replaces_the_old_one_only_when_committed(tmp_path: Path) -> None:
+    one = pl.DataFrame({"payment_id": ["p1"], "amount_minor": [100]})
+    two = pl.DataFrame({"payment_id": ["p2"], "amount_minor": [250]})
+    with Warehouse(tmp_path / "wh.duckdb", background_writes=True) as wh:
+        wh.write_partition("internal", D1, "alipay", one)
+        for index in range(3):
+            wh.write_partition_part("internal", D1, "alipay", index, two)
+        staged = wh.read_partition("internal", D1, "alipay")
+        assert staged is not None and staged.equals(one)  # not committed yet
+        wh.commit_partition_parts("internal", D1, "alipay", 3)
+        staged = wh.read_partition("internal", D1, "alipay")
+        assert staged is not None and staged.equals(pl.concat([two] * 3))
+        assert staged["payment_id"].n_chunks() == 1
+        # Written whole again: the parts beyond the first go.
+        wh.write_partition("internal", D1, "alipay", one)
+        assert [p.name for p in wh.partition_files("internal", D1, "alipay")] == ["part-0.parquet"]
+        # Parts of a refused extract are discarded and leave the partition as it was.
+        wh.write_partition_part("internal", D1, "alipay", 0, two)
+        wh.discard_partition_parts("internal", D1, "alipay")
+        staged = wh.read_partition("internal", D1, "alipay")
+        assert staged is not None and staged.equals(one)
+        assert not list(wh.partition("internal", D1, "alipay").glob(".*"))

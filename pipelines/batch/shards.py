@@ -177,9 +177,8 @@ def _combine(results: list[ChannelResult]) -> ChannelResult:
     """One channel's result from its shards': breaks in break_id order (one per id, chosen as the
     engine chooses), pending records in payment_id order, counts summed."""
     breaks = pl.concat([r.breaks.select(list(ENGINE_BREAK_SCHEMA)) for r in results], how="vertical")
-    breaks = (
-        breaks.sort(["break_id", "kind", "channel_txn_id"], nulls_last=False)
-        .unique(subset="break_id", keep="first", maintain_order=True)
+    breaks = breaks.sort(["break_id", "kind", "channel_txn_id"], nulls_last=False).unique(
+        subset="break_id", keep="first", maintain_order=True
     )
     pending = pl.concat([r.pending for r in results], how="vertical").sort("payment_id")
 

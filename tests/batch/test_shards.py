@@ -53,7 +53,12 @@ def _same(a: ChannelResult, b: ChannelResult) -> None:
     shards=st.sampled_from([2, 3, 5]),
 )
 def test_shards_give_the_whole_match(
-    records: list[tuple[dict, str | None]], statement: list[dict], strategy: str, basis: str, keys: list[str], shards: int
+    records: list[tuple[dict, str | None]],
+    statement: list[dict],
+    strategy: str,
+    basis: str,
+    keys: list[str],
+    shards: int,
 ) -> None:
     """Records from an earlier day are the pending set; one listed again today (with the id the
     second element gives, or none) is carried as today's version, as the day job does."""
@@ -91,9 +96,9 @@ def test_lines_found_only_by_their_channel_id_follow_it(monkeypatch: pytest.Monk
     """The cases the routing exists for, spelled out: a line with no reference found by its id, a
     line whose id finds one record and whose reference names another, an id on two records
     (AMBIGUOUS), and a pair only `amount_time` can make."""
-    rows = [
-        {"payment_id": f"p{n}", "amount_minor": 100 + n, "channel_txn_id": f"t{n}"} for n in range(40)
-    ] + [{"payment_id": "q1", "amount_minor": 777, "channel_txn_id": None}]
+    rows = [{"payment_id": f"p{n}", "amount_minor": 100 + n, "channel_txn_id": f"t{n}"} for n in range(40)] + [
+        {"payment_id": "q1", "amount_minor": 777, "channel_txn_id": None}
+    ]
     rows[7]["channel_txn_id"] = "t8"  # t8 is on two records
     today = internal(rows).drop("after_cutoff", "since_date")
     statement = [{"channel_txn_id": f"t{n}", "payment_id": None, "gross_minor": 100 + n} for n in range(40)]

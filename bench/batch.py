@@ -79,7 +79,7 @@ def _attribute(costs: dict[str, float]) -> None:
     """Wrap the stages of the day job so the child reports where its time went (seconds): the
     collaborators' gate and reports apart from parsing, matching and persisting."""
     from connectors.warehouse import Warehouse
-    from pipelines.batch import day, gates
+    from pipelines.batch import day, gates, shards
 
     def timed(name: str, fn: Any) -> Any:
         def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -95,6 +95,8 @@ def _attribute(costs: dict[str, float]) -> None:
         "load internal": (day, "read_internal"),
         "parse files": (day, "parse_channel_file"),
         "match": (day, "match_channel"),
+        "match ": (shards, "match_channel"),  # a channel matched in shards, per shard
+        "cut shards": (shards, "_cut"),
         "quality gate": (gates, "check_statement"),
         "quality gate ": (gates, "check_internal"),
         "quality gate  ": (gates, "check_outputs"),

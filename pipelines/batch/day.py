@@ -21,6 +21,7 @@ import json
 import pickle
 import shutil
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
@@ -145,6 +146,7 @@ def prepare_day(
     rules: dict[str, Rule],
     requested: list[str] | None = None,
     keep: dict[str, pl.DataFrame] | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> dict[str, int]:
     """Stage our records for the day, per channel; returns the rows staged for each channel to
     reconcile (`discover_channels`: the requested ones, else those with files or with records).
@@ -155,7 +157,7 @@ def prepare_day(
     side nothing can be reconciled, so the day stops with the file, line and reason.
     """
     if paths.internal_csv.is_file() and paths.internal_csv.stat().st_size > INTERNAL_BLOCK_BYTES:
-        return _prepare_in_blocks(wh, paths, rules, requested)
+        return _prepare_in_blocks(wh, paths, rules, requested, progress)
     frame = read_internal(paths.internal_csv)
     failures, result = gates.check_internal(
         frame, business_date=paths.business_date, source=str(paths.internal_csv), engine=paths.quality_engine
@@ -186,7 +188,11 @@ INTERNAL_BLOCK_BYTES = 2 * 1024**3
 
 
 def _prepare_in_blocks(
-    wh: Warehouse, paths: DayPaths, rules: dict[str, Rule], requested: list[str] | None
+    wh: Warehouse,
+    paths: DayPaths,
+    rules: dict[str, Rule],
+    requested: list[str] | None,
+    progress: Callable[[str], None] | None = None,
 ) -> dict[str, int]:
     """`prepare_day` for a large extract: each block is read, gated and split by channel, and its
     parts are written as further files of each channel's partition; the partitions change only
@@ -199,6 +205,8 @@ def _prepare_in_blocks(
     try:
         for first_line, block in read_internal_chunks(source, INTERNAL_BLOCK_BYTES):
             last_line = first_line + block.height - 1
+            if progress:
+                progress(f"internal lines {first_line:,}-{last_line:,}")
             failures, result = gates.check_internal(
                 block, business_date=day, source=f"{source} lines {first_line}-{last_line}", engine=paths.quality_engine
             )
@@ -430,6 +438,7 @@ def match_and_persist(
     report: dict[str, Any],
     lines: pl.DataFrame | None = None,
     staged: pl.DataFrame | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> ChannelDay:
     """Match the channel's staged lines (or `lines`, when the caller still holds them) against our
     staged records (or `staged`, likewise) plus the pending set, decide actions, and persist
@@ -446,7 +455,7 @@ def match_and_persist(
     shards = 1 if held else channel_shards(wh, paths, rule, staged, lines)
     if shards > 1:
         del lines, staged  # the shards are cut from the staged partitions
-        result = match_in_shards(wh, rule, day, wh.pending_before(day, channel), shards, _with_carry_forward)
+        result = match_in_shards(wh, rule, day, wh.pending_before(day, channel), shards, _with_carry_forward, progress)
     else:
         if lines is None:
             lines = wh.read_partition("lines", day, channel)
@@ -519,16 +528,23 @@ def match_and_persist(
     return ChannelDay(channel, summary, reported)
 
 
-def reconcile_channel(wh: Warehouse, paths: DayPaths, rule: Rule, staged: pl.DataFrame | None = None) -> ChannelDay:
+def reconcile_channel(
+    wh: Warehouse,
+    paths: DayPaths,
+    rule: Rule,
+    staged: pl.DataFrame | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> ChannelDay:
     """Take in the channel's files and reconcile them (`take_in_channel` then `match_and_persist`);
-    `staged`: our records of the channel as `prepare_day` staged them, when the caller holds them."""
+    `staged`: our records of the channel as `prepare_day` staged them, when the caller holds them;
+    `progress(step)` is told of each shard when the channel is matched in shards."""
     report, lines = take_in_channel(wh, paths, rule)
     if report["accepted"] and channel_shards(wh, paths, rule, staged, lines) > 1:
         # Matched in shards from the staged partitions: holding the whole channel here would
         # keep it in memory all through.
         del lines, staged
-        return match_and_persist(wh, paths, rule, report)
-    return match_and_persist(wh, paths, rule, report, lines, staged)
+        return match_and_persist(wh, paths, rule, report, progress=progress)
+    return match_and_persist(wh, paths, rule, report, lines, staged, progress)
 
 
 def channel_shards(
@@ -647,14 +663,14 @@ def run_day(
         # Each channel's records go from staging to matching in memory (the partitions are still
         # written, for the warehouse and the DAG's separate tasks); each is dropped once matched.
         held: dict[str, pl.DataFrame] = {}
-        staged = prepare_day(wh, paths, rules, channels, keep=held)
+        staged = prepare_day(wh, paths, rules, channels, keep=held, progress=progress)
         chosen = sorted(staged)
         # Smallest first: a channel's match then holds its own records and only the larger ones'
         # still waiting, so the largest is matched alone (the order changes no output).
         for channel in sorted(chosen, key=lambda c: (staged[c], c)):
             if progress:
                 progress(channel)
-            reconcile_channel(wh, paths, rules[channel], held.pop(channel, None))
+            reconcile_channel(wh, paths, rules[channel], held.pop(channel, None), progress)
         if progress:
             progress("outputs")
         wh.wait_for_writes()

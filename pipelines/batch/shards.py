@@ -170,6 +170,9 @@ def match_in_shards(
             del internal, lines
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+        for folder in (scratch.parent, scratch.parent.parent):  # the day's and the shards' folders, once empty
+            if folder.is_dir() and not any(folder.iterdir()):
+                folder.rmdir()
     return _combine(results)
 
 

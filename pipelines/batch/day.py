@@ -13,6 +13,11 @@ Three steps, so that `payrecon recon` and the Airflow DAG run exactly the same c
    Docs for the whole day (`OUT/<date>/data_docs/`, from the gate results steps 1 and 2 kept).
 
 Nothing reads the clock: every date comes from the business date, so a rerun writes the same bytes.
+
+A day larger than memory takes the same steps: an extract over `INTERNAL_BLOCK_BYTES` is read,
+gated and staged a block at a time, and a channel with more than `shards.SHARD_ROWS` rows on a
+side is matched in shards cut from its staged partitions (`pipelines.batch.shards`); the outputs
+are the same bytes as a run in one piece.
 """
 
 from __future__ import annotations

@@ -340,7 +340,7 @@ class _Engine:
                         ELSE (channel_amount - internal_amount)::BIGINT END AS delta_minor,
                    {lit(rule.ref)} AS rule_id, trace_id, channel_ok AS channel_succeeded
             FROM b
-            QUALIFY row_number() OVER (PARTITION BY break_id ORDER BY kind, channel_txn_id NULLS FIRST) = 1
+            QUALIFY row_number() OVER (PARTITION BY break_id ORDER BY {BREAK_PICK_SQL}) = 1
             ORDER BY break_id"""
         frame = self.con.sql(query).pl()
         return frame.cast(ENGINE_BREAK_SCHEMA)
@@ -396,6 +396,19 @@ class _Engine:
         ):
             self.sql(f"DROP TABLE IF EXISTS {table}")
 
+
+# Several rows of one break_id (two duplicate lines of one order with the same channel id, say)
+# are reported as one: the first in this order over every column reported, so the pick never
+# depends on the order rows arrived in (nor on how a channel was cut into shards). The SQL (over
+# the engine's columns) and the same order over ENGINE_BREAK_SCHEMA's columns, nulls first.
+BREAK_PICK_SQL = ", ".join(
+    f"{c} NULLS FIRST"
+    for c in ("kind", "channel_txn_id", "internal_amount", "channel_amount", "currency", "trace_id", "channel_ok")
+)
+BREAK_PICK_COLUMNS = (
+    "kind", "channel_txn_id", "internal_amount_minor", "channel_amount_minor", "currency", "trace_id",
+    "channel_succeeded",
+)  # fmt: skip
 
 # Whether `match_channel` takes the clean one-to-one pairs out first (`_take_clean_pairs`); off, every
 # row goes through the general passes. The results are the same; tests compare the two.

@@ -122,3 +122,24 @@ def test_lines_found_only_by_their_channel_id_follow_it(monkeypatch: pytest.Monk
     assert whole.carry_forward["matched_from_previous"] == 2  # p12 (today's version) and r2
     for shards in (2, 4, 7):
         _same(_sharded(rule, today, pending, theirs, shards), whole)
+
+
+def test_the_row_reported_for_a_break_id_does_not_depend_on_the_order_rows_arrive_in() -> None:
+    """Two duplicate lines of one order under one channel id share a break_id; which one is
+    reported is decided over the reported columns, so reversing the statement (as a shard's
+    order may) reports the same row. Found by the property test above."""
+    today = internal([{"payment_id": "p8", "amount_minor": 100, "channel_txn_id": "t1"}]).drop(
+        "after_cutoff", "since_date"
+    )
+    statement = [
+        {"channel_txn_id": "t1", "gross_minor": 100, "fee_minor": 2, "line_no": 2},
+        {"channel_txn_id": "t1", "gross_minor": 100, "currency": "USD", "line_no": 3},
+        {"channel_txn_id": "t1", "gross_minor": 100, "currency": "CNY", "line_no": 4},
+    ]
+    statement = [{**line, "booked_at": T0} for line in statement]  # the same lines in either order
+    pending = internal([]).drop("after_cutoff").select(PENDING_COLUMNS)
+    rule = _rule("one_to_one", "gross", ["channel_txn_id", "payment_id", "amount_time"])
+    forward = _whole(rule, today, pending, lines(statement))
+    backward = _whole(rule, today, pending, lines(statement[::-1]))
+    assert forward.breaks.filter(pl.col("kind") == "DUPLICATE_PAYMENT")["currency"].to_list() == ["CNY"]
+    _same(forward, backward)

@@ -47,7 +47,7 @@ from pipelines.batch.load import (
     empty_lines,
     parse_channel_file,
     read_internal,
-    read_internal_chunks,
+    read_internal_blocks,
 )
 from pipelines.batch.shards import match_in_shards, parquet_rows, shard_count
 from pipelines.frames import BREAKS_SCHEMA
@@ -208,7 +208,7 @@ def _prepare_in_blocks(
     staged: Counter[str] = Counter()
     results: list[Any] = []
     try:
-        for first_line, block in read_internal_chunks(source, INTERNAL_BLOCK_BYTES):
+        for first_line, block in read_internal_blocks(source, INTERNAL_BLOCK_BYTES):
             last_line = first_line + block.height - 1
             if progress:
                 progress(f"internal lines {first_line:,}-{last_line:,}")

@@ -102,8 +102,8 @@ def read_internal(path: Path) -> pl.DataFrame:
     return _typed_internal(held, path, first_line=2)
 
 
-def read_internal_chunks(path: Path, chunk_bytes: int) -> Iterator[tuple[int, pl.DataFrame]]:
-    """`read_internal` a block of about `chunk_bytes` of the file at a time (whole lines), for an
+def read_internal_blocks(path: Path, block_bytes: int) -> Iterator[tuple[int, pl.DataFrame]]:
+    """`read_internal` a block of about `block_bytes` of the file at a time (whole lines), for an
     extract too large to hold as text at once; yields (the block's first line number, its frame).
 
     Each block gets every check of `read_internal`, with the file's own line numbers. A payment_id
@@ -116,7 +116,7 @@ def read_internal_chunks(path: Path, chunk_bytes: int) -> Iterator[tuple[int, pl
     with open(path, "rb") as fh:
         fh.readline()
         line = 2
-        while block := fh.read(chunk_bytes):
+        while block := fh.read(block_bytes):
             if not block.endswith(b"\n"):
                 block += fh.readline()
             lines = block.count(b"\n")

@@ -9,7 +9,7 @@ import pytest
 from frames import lines
 
 from connectors.statements import ParsedFile, StatementError
-from pipelines.batch.load import InputFileError, map_status, read_internal, read_internal_chunks
+from pipelines.batch.load import InputFileError, map_status, read_internal, read_internal_blocks
 from pipelines.matching.rules import rule_for
 from pipelines.records import PAYMENTS_CSV_COLUMNS
 
@@ -94,7 +94,7 @@ def _rows(n: int) -> list[str]:
 
 def test_reading_in_blocks_gives_the_frame_read_whole(tmp_path: Path) -> None:
     path = write(tmp_path, *_rows(500))
-    blocks = list(read_internal_chunks(path, 4096))
+    blocks = list(read_internal_blocks(path, 4096))
     assert len(blocks) > 10
     # Each block starts on the line after the previous one ended.
     assert [first for first, _ in blocks] == [2 + sum(b.height for _, b in blocks[:k]) for k in range(len(blocks))]
@@ -107,7 +107,7 @@ def test_a_bad_row_in_a_later_block_names_its_own_line(tmp_path: Path, at: int) 
     rows[at] = rows[at].replace("10050", "100.50")
     path = write(tmp_path, *rows)
     with pytest.raises(InputFileError) as info:
-        list(read_internal_chunks(path, 4096))
+        list(read_internal_blocks(path, 4096))
     assert (info.value.line, info.value.reason) == (at + 2, "bad_amount")
 
 
@@ -117,7 +117,7 @@ def test_a_payment_listed_in_two_blocks_is_a_duplicate(tmp_path: Path) -> None:
     path = write(tmp_path, *rows)
     seen = []
     with pytest.raises(InputFileError) as info:
-        for first, _block in read_internal_chunks(path, 4096):
+        for first, _block in read_internal_blocks(path, 4096):
             seen.append(first)
     assert len(seen) > 10  # found only once every block was read, which is why callers stage nothing before
     assert (info.value.line, info.value.reason) == (19, "duplicate_key")

@@ -40,25 +40,32 @@ def _first_bad(ok: pl.Series) -> int | None:
     return int(bad[0]) if len(bad) else None
 
 
-# Our extract writes ISO 8601 UTC with a `Z` and milliseconds; that exact format parses without
-# inference. Anything else ISO 8601 is still accepted through the slower inferring parser.
+# Our extract writes ISO 8601 UTC with a `Z` and milliseconds. With exactly three digits of
+# fraction (`%3f`) Polars parses that form in its own fixed-width parser, 6x faster than through
+# chrono, which `%.f` (any number of digits) needs: about 3 s of CPU for the two timestamp columns
+# at 10M rows. A column that is not all in that form goes through `%.f`, then the inferring
+# parser, which accept every ISO 8601 form; the fixed-width parser reads no value differently.
+_TS_FAST = "%Y-%m-%dT%H:%M:%S.%3fZ"
 _TS_FORMAT = "%Y-%m-%dT%H:%M:%S%.fZ"
 _REQUIRED = ("payment_id", "biz_type", "channel", "amount_minor", "currency", "status", "created_at")
 _AMOUNT_RE = r"^\d{1,19}$"
 
 
-def _timestamp_expr(column: str, *, strip: bool = False, infer: bool = False) -> pl.Expr:
+def _timestamp_expr(column: str, *, strip: bool = False, infer: bool = False, fmt: str = _TS_FORMAT) -> pl.Expr:
     # Unstripped first: stripping copies every timestamp string (0.4 GB a column at 10M rows).
     text = pl.col(column).str.strip_chars() if strip else pl.col(column)
-    fmt = None if infer else _TS_FORMAT
     # No cache: nearly every timestamp of an extract is distinct, so caching them is pure cost.
-    return text.str.to_datetime(fmt, time_zone="UTC", time_unit="us", strict=False, cache=False).alias(column)
+    return text.str.to_datetime(
+        None if infer else fmt, time_zone="UTC", time_unit="us", strict=False, cache=False
+    ).alias(column)
 
 
 def _timestamp(text: pl.DataFrame, column: str) -> pl.Series:
     """`column` of `text` as UTC timestamps (null where unreadable): in our usual form as written,
     else with surrounding blanks stripped, else any ISO 8601 the inferring parser reads."""
-    stamp = text.select(_timestamp_expr(column)).to_series()
+    stamp = text.select(_timestamp_expr(column, fmt=_TS_FAST)).to_series()
+    if stamp.null_count() > 0:
+        stamp = text.select(_timestamp_expr(column)).to_series()
     if stamp.null_count() > 0:
         stamp = text.select(_timestamp_expr(column, strip=True)).to_series()
     if stamp.null_count() > 0:

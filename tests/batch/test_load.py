@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 
 import polars as pl
 import pytest
 from frames import lines
+from hypothesis import given
+from hypothesis import strategies as st
 
 from connectors.statements import ParsedFile, StatementError
-from pipelines.batch.load import InputFileError, map_status, read_internal, read_internal_blocks
+from pipelines.batch.load import (
+    _TS_FAST,
+    _TS_FORMAT,
+    InputFileError,
+    _timestamp,
+    map_status,
+    read_internal,
+    read_internal_blocks,
+)
 from pipelines.matching.rules import rule_for
 from pipelines.records import PAYMENTS_CSV_COLUMNS
 
@@ -41,6 +52,55 @@ def test_timestamps_in_other_iso_forms_are_read_to_the_same_instant(tmp_path: Pa
     assert frame["amount_minor"].to_list() == [10050, 10050, 10050]
     assert frame["created_at"].n_unique() == 1
     assert frame["created_at"][0].isoformat() == "2026-11-02T10:00:00+00:00"
+
+
+def test_a_column_of_mixed_fraction_widths_is_read_whole(tmp_path: Path) -> None:
+    """The fixed-width parser takes three digits of fraction only; a column with one other width
+    goes through the general format, and every row keeps its own instant."""
+    rows = [
+        GOOD.replace("P1", f"P{i}").replace("2026-11-02T10:00:01.5Z", stamp)
+        for i, stamp in enumerate(["2026-11-02T10:00:01.250Z", "2026-11-02T10:00:01.5Z", "2026-11-02T10:00:01Z"])
+    ]
+    frame = read_internal(write(tmp_path, *rows))
+    assert [t.isoformat() for t in frame["updated_at"]] == [
+        "2026-11-02T10:00:01.250000+00:00",
+        "2026-11-02T10:00:01.500000+00:00",
+        "2026-11-02T10:00:01+00:00",
+    ]
+
+
+def _stamp(moment: datetime, separator: str, digits: int, suffix: str) -> str:
+    fraction = f"{moment.microsecond:06d}{moment.microsecond % 7}"[:digits]
+    return f"{moment:%Y-%m-%d}{separator}{moment:%H:%M:%S}{'.' if digits else ''}{fraction}{suffix}"
+
+
+# Real instants written in our form and in near misses (another width of fraction, no `Z`, an
+# offset, another separator), and a few impossible dates and times.
+_STAMPS = st.one_of(
+    st.builds(
+        _stamp,
+        st.datetimes(min_value=datetime(1, 1, 1), max_value=datetime(9999, 12, 31)),
+        st.sampled_from(["T", "T", "T", " ", "t"]),
+        st.sampled_from([3, 3, 3, 0, 1, 2, 4, 6, 7]),
+        st.sampled_from(["Z", "Z", "Z", "", "z", "+00:00", "Z "]),
+    ),
+    st.sampled_from(["2026-02-30T00:00:01.123Z", "2026-11-02T24:00:00.000Z", "2026-11-02T00:60:00.000Z",
+                     "2026-13-02T00:00:00.000Z", "2026-11-02T00:00:01.12aZ", "2026-11-02T00:00:01.Z"]),
+)  # fmt: skip
+
+
+@given(st.lists(_STAMPS, min_size=1, max_size=20))
+def test_the_fixed_width_parser_reads_no_timestamp_differently(values: list[str]) -> None:
+    """Where the fast format reads a value, the general one reads the same instant; so trying it
+    first changes no result (a value it refuses goes to the general format)."""
+    text = pl.DataFrame({"t": values})
+    fast = text.select(pl.col("t").str.to_datetime(_TS_FAST, time_zone="UTC", time_unit="us", strict=False))["t"]
+    general = text.select(pl.col("t").str.to_datetime(_TS_FORMAT, time_zone="UTC", time_unit="us", strict=False))
+    # Compared as microseconds since the epoch: a Python datetime has no year 0.
+    for value, mine, theirs in zip(values, fast.to_physical(), general["t"].to_physical(), strict=True):
+        assert mine is None or mine == theirs, value
+    if fast.null_count() == 0:
+        assert _timestamp(text, "t").equals(general["t"])
 
 
 @pytest.mark.parametrize(

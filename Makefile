@@ -7,10 +7,13 @@ STAMP  := $(VENV)/.installed
 .PHONY: demo test test-fast lint typecheck kafka-up kafka-down sample bench bench-batch bench-quality bench-stream clean
 
 # Create the virtual environment and install the locked dependencies plus payrecon itself (editable).
+# The dependencies are compiled to bytecode at install: where PYTHONDONTWRITEBYTECODE is set (as on
+# our shared development machine) nothing is cached at import, and every process (each Airflow task, each recon)
+# compiled Polars, pydantic and the rest from source again: 0.9 s to import the batch job, 0.4 s compiled.
 $(STAMP): pyproject.toml requirements.lock
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip "uv==0.13.9"
-	$(BIN)/uv pip install --python $(BIN)/python -r requirements.lock
+	$(BIN)/uv pip install --python $(BIN)/python --compile-bytecode -r requirements.lock
 	$(BIN)/uv pip install --python $(BIN)/python --no-deps -e .
 	@touch $(STAMP)
 

@@ -102,6 +102,19 @@ def _connect(path: Path) -> duckdb.DuckDBPyConnection:
     return con
 
 
+# Staged columns that hold a closed vocabulary or one value per file (`_write_part`).
+_DICTIONARY_COLUMNS = (
+    "channel",
+    "currency",
+    "status",
+    "biz_type",
+    "line_type",
+    "account",
+    "source_file",
+    "source_sha256",
+)
+
+
 class Warehouse:
     """The warehouse at `path` (a DuckDB file; created with its tables when missing)."""
 
@@ -174,6 +187,15 @@ class Warehouse:
     def _write_part(directory: Path, index: int, frame: pl.DataFrame) -> Path:
         directory.mkdir(parents=True, exist_ok=True)
         tmp = directory / f".part-{index}.parquet.tmp"
+        # Vocabulary and per-file columns go to the writer as Categorical: Parquet stores them
+        # dictionary-encoded either way, and from a String column Polars first measures each
+        # one's cardinality and builds the dictionary by hashing every value (a 64-character
+        # file hash on each of five million lines): 2.1 s of CPU to write that many lines, 1.3 s
+        # this way, the cast included. The file is the same to DuckDB (VARCHAR); Polars reads
+        # the columns back as Categorical, so `read_partition` casts them back.
+        dictionary = [c for c in _DICTIONARY_COLUMNS if frame.schema.get(c) == pl.String]
+        if dictionary:
+            frame = frame.with_columns(pl.col(dictionary).cast(pl.Categorical))
         frame.write_parquet(tmp, compression="lz4", statistics=False)
         return tmp
 
@@ -222,8 +244,10 @@ class Warehouse:
         if not files:
             return None
         if len(files) == 1:
-            return pl.read_parquet(files[0])
-        return pl.concat([pl.read_parquet(f) for f in files], rechunk=True)
+            frame = pl.read_parquet(files[0])
+        else:
+            frame = pl.concat([pl.read_parquet(f) for f in files], rechunk=True)
+        return frame.with_columns(pl.col(pl.Categorical).cast(pl.String))  # as staged (`_write_part`)
 
     # --- file intake -----------------------------------------------------------------------------
     def release_files(self, business_date: date, channel: str) -> None:

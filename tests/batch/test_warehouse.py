@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
+from frames import lines
 
 from connectors.warehouse import OUTBOX_COLUMNS, PENDING_COLUMNS, Warehouse
 from pipelines.records import break_id
@@ -170,3 +171,24 @@ def test_a_partition_written_in_parts_replaces_the_old_one_only_when_committed(t
         staged = wh.read_partition("internal", D1, "alipay")
         assert staged is not None and staged.equals(one)
         assert not list(wh.partition("internal", D1, "alipay").glob(".*"))
+
+
+def test_a_staged_partition_reads_back_as_written(tmp_path: Path) -> None:
+    """Vocabulary columns are written dictionary-encoded from Categorical; Polars and DuckDB both
+    read back the strings as staged, nulls and empty strings included, in the staged schema."""
+    staged_lines = lines([{"gross_minor": 100, "payment_id": "p1"}, {"gross_minor": 5, "line_type": "FEE"}])
+    staged_lines = staged_lines.with_columns(
+        pl.Series("status", [None, "SUCCEEDED"], dtype=pl.String), pl.Series("account", ["", "acct-9"])
+    )
+    with Warehouse(tmp_path / "wh.duckdb", background_writes=True) as wh:
+        wh.write_partition("lines", D1, "alipay", staged_lines)
+        for index in range(2):
+            wh.write_partition_part("lines", D1, "wechat", index, staged_lines)
+        wh.commit_partition_parts("lines", D1, "wechat", 2)
+        alipay = wh.read_partition("lines", D1, "alipay")
+        wechat = wh.read_partition("lines", D1, "wechat")
+        files = ", ".join(f"'{f}'" for f in wh.partition_files("lines", D1, "alipay"))
+        seen = wh.frame(f"SELECT * FROM read_parquet([{files}])")
+    assert alipay is not None and alipay.schema == staged_lines.schema and alipay.equals(staged_lines)
+    assert wechat is not None and wechat.equals(pl.concat([staged_lines] * 2))
+    assert seen.select(staged_lines.columns).equals(staged_lines)

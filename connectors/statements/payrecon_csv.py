@@ -18,8 +18,9 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -102,14 +103,91 @@ def _booked_at(values: pl.Series) -> pl.Series:
     return values.str.to_datetime(time_zone="UTC", time_unit="us", strict=True)
 
 
-def parse(
-    path: Path, *, channel: str, business_date: date | None = None, controls: ControlPolicy = "enforce"
-) -> ParsedFile:
-    """Parse one payrecon_csv file into statement lines; refuse it whole on any defect
-    (`controls="report"`: a trailer that disagrees with the rows is listed in
-    `ParsedFile.controls["mismatches"]` instead)."""
-    path = Path(path)
-    check = ControlCheck(path, controls)
+@dataclass
+class _Read:
+    """A payrecon_csv file read: its detail rows (every column String), the trailer's text, the
+    file's SHA-256, and the trailer's line number (counted only when a message needs it)."""
+
+    frame: pl.DataFrame
+    trailer: str
+    sha256: str
+    trailer_line: Callable[[], int]
+
+
+_STRINGS = {name: pl.String() for name in HEADER}
+# How far from each end of the file the header and the trailer are looked for by `_read_mapped`.
+_EDGE_BYTES = 1 << 16
+
+
+def _sha256_of_file(path: Path) -> str:
+    with path.open("rb") as fh:
+        return hashlib.file_digest(fh, "sha256").hexdigest()
+
+
+def _lines_before(path: Path, offset: int) -> int:
+    """How many newlines the file has before byte `offset` (read in blocks)."""
+    count = 0
+    with path.open("rb") as fh:
+        while offset > 0:
+            block = fh.read(min(offset, 1 << 24))
+            if not block:
+                break
+            count += block.count(b"\n")
+            offset -= len(block)
+    return count
+
+
+def _read_mapped(path: Path) -> _Read | None:
+    """The usual case, read without holding the file in memory: Polars reads the file from disk
+    by its path (memory-mapped), trailer included, and the last row it gives must be that trailer
+    exactly; the hash is taken on a thread from the file itself. Saves reading the file into
+    Python and copying its body out (0.3 to 0.9 s and 0.5 GB at five million lines).
+    None when the file is anything else (empty, a byte order mark, another header, no trailer
+    last, bytes Polars refuses): `_read_in_memory` then reads it and names the defect.
+    StatementError when the file changed while it was read (the hash would not be of the rows)."""
+    before = path.stat()
+    size = before.st_size
+    with path.open("rb") as fh:
+        head = fh.read(_EDGE_BYTES)
+        fh.seek(max(0, size - _EDGE_BYTES))
+        tail_at = fh.tell()
+        tail = fh.read()
+    first_end = head.find(b"\n")
+    if head.startswith(b"\xef\xbb\xbf") or first_end < 0 or head[:first_end] != ",".join(HEADER).encode():
+        return None
+    end = len(tail.rstrip(b"\n"))
+    cut = tail.rfind(b"\n", 0, end)
+    if cut < 0 or tail_at + cut < first_end:  # the trailer's line is not in view, or is the header
+        return None
+    try:
+        trailer = tail[cut + 1 : end].decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    parts = trailer.split(",")
+    if len(parts) != 5 or parts[0] != TRAILER:
+        return None
+    digest = _HASHER.submit(_sha256_of_file, path)
+    try:
+        frame = pl.read_csv(path, schema=_STRINGS, has_header=True)
+    except pl.exceptions.PolarsError:
+        digest.result()
+        return None
+    # Polars reads the trailer as a short row: its five values, then nulls (an empty value as null).
+    expected = (*(part or None for part in parts), *(None,) * (len(HEADER) - len(parts)))
+    if frame.height == 0 or frame.row(frame.height - 1) != expected:
+        digest.result()
+        return None
+    sha = digest.result()
+    after = path.stat()
+    if (after.st_size, after.st_mtime_ns, after.st_ino) != (size, before.st_mtime_ns, before.st_ino):
+        raise StatementError(path, 0, "file_changed", "the file changed while it was read; read it again once written")
+    trailer_at = tail_at + cut + 1
+    return _Read(frame.slice(0, frame.height - 1), trailer, sha, lambda: _lines_before(path, trailer_at) + 1)
+
+
+def _read_in_memory(path: Path) -> _Read:
+    """Read the file whole into memory and split off its trailer; StatementError names the first
+    defect of the file's shape (empty, byte order mark, not UTF-8, no trailer, header, CSV)."""
     data = path.read_bytes()
     if data.startswith(b"\xef\xbb\xbf"):
         raise StatementError(path, 1, "bom", "the file starts with a UTF-8 byte order mark; payrecon_csv has none")
@@ -125,8 +203,7 @@ def parse(
     last = _text(path, data, cut + 1, end)
     if not last.startswith(TRAILER + ","):
         raise StatementError(path, data.count(b"\n") + 1, "truncated", f"the last line is not the {TRAILER} trailer")
-    # The file is held once: as its body and the rest, not beside a copy of its body (0.5 GB at
-    # five million lines, during the parse).
+    # The file is held once: as its body and the rest, not beside a copy of its body.
     body, rest = (data[:cut], data[cut:]) if cut >= 0 else (b"", data)
     del data
     # The file's hash (half a second per 500 MB) is taken on a thread while Polars parses: hashlib
@@ -138,15 +215,29 @@ def parse(
         raise StatementError(path, 1, "bad_header", f"expected header {','.join(HEADER)}")
     try:
         frame = (
-            pl.read_csv(body, schema={name: pl.String() for name in HEADER}, has_header=True)
+            pl.read_csv(body, schema=_STRINGS, has_header=True)
             if first_end >= 0  # anything after the header
-            else pl.DataFrame(schema={name: pl.String() for name in HEADER})
+            else pl.DataFrame(schema=_STRINGS)
         )
     except pl.exceptions.ComputeError as exc:
         if "utf-8" in str(exc):
             _text(path, body, 0, len(body))  # raises with the line of the first bad byte
         raise StatementError(path, 0, "malformed_csv", str(exc).splitlines()[0]) from None
     del body  # parsed; the hashing thread holds it until it is done
+    sha, body_lines = digest.result()  # the bytes parsed, as file_sha256 would hash them
+    return _Read(frame, last, sha, lambda: body_lines + 1)
+
+
+def parse(
+    path: Path, *, channel: str, business_date: date | None = None, controls: ControlPolicy = "enforce"
+) -> ParsedFile:
+    """Parse one payrecon_csv file into statement lines; refuse it whole on any defect
+    (`controls="report"`: a trailer that disagrees with the rows is listed in
+    `ParsedFile.controls["mismatches"]` instead)."""
+    path = Path(path)
+    check = ControlCheck(path, controls)
+    read = _read_mapped(path) or _read_in_memory(path)
+    frame, last, sha = read.frame, read.trailer, read.sha256
 
     currencies = frame["currency"].unique().to_list()
     if len(currencies) > 1:
@@ -181,21 +272,21 @@ def parse(
         raise StatementError(path, row + 2, "net_mismatch", "gross - fee != net on this line")
 
     # Control totals: the trailer must agree with the rows.
-    sha, body_lines = digest.result()  # the bytes parsed, as file_sha256 would hash them
-    trailer_line_no = body_lines + 1
     parts = last.split(",")
     if len(parts) != 5:
-        raise StatementError(path, trailer_line_no, "bad_trailer", f"{TRAILER} needs 4 values, found {len(parts) - 1}")
+        raise StatementError(
+            path, read.trailer_line(), "bad_trailer", f"{TRAILER} needs 4 values, found {len(parts) - 1}"
+        )
     ctl_currency = currency or "XXX"
     try:
         ctl_rows = int(parts[1])
         ctl = [parse_amount(p, ctl_currency, channel=channel) if currency else int(p) for p in parts[2:]]
     except (ValueError, MoneyError) as exc:
-        raise StatementError(path, trailer_line_no, "bad_trailer", str(exc)) from None
+        raise StatementError(path, read.trailer_line(), "bad_trailer", str(exc)) from None
     sums = [int(gross.sum()), int(fee.sum()), int(net.sum())]
     if ctl_rows != frame.height or ctl != sums:
         check.disagree(
-            trailer_line_no,
+            read.trailer_line(),
             "control_total_mismatch",
             f"trailer says {ctl_rows} rows, sums {ctl}; the file has {frame.height} rows, sums {sums}",
         )

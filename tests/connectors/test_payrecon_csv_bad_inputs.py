@@ -4,11 +4,14 @@ named reason and line, and a valid file parses exactly."""
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from connectors.statements import StatementError, get_format
+from connectors.statements import StatementError, get_format, payrecon_csv
 
 HEADER = "channel_txn_id,payment_id,line_type,gross,fee,net,currency,booked_at,value_date,channel_status"
 ROWS = [
@@ -82,3 +85,64 @@ def test_bytes_that_are_not_utf8_in_the_trailer_name_their_line(tmp_path: Path) 
     data = _text().encode("utf-8").replace(b"#TOTAL,2", b"#TOTAL,2\xff", 1)
     err = _refused(_file(tmp_path, data))
     assert (err.reason, err.line) == ("encoding", 4)
+
+
+# --- the two ways a file is read ------------------------------------------------------------------
+_FIELD = st.one_of(
+    st.sampled_from(["", "T1", "P1", "PAYMENT", "100.00", "USD", "2026-11-02T00:00:05Z", "succeeded", "#TOTAL"]),
+    st.text(alphabet=st.sampled_from('ab,"付 \r#'), max_size=6).map(lambda t: '"' + t.replace('"', '""') + '"'),
+)
+
+
+@given(
+    rows=st.lists(st.lists(_FIELD, min_size=10, max_size=10).map(",".join), max_size=6),
+    trailer=st.sampled_from([TRAILER, "#TOTAL,0,0.00,0.00,0.00", "#TOTAL,,1,2,3", '#TOTAL,"2",1,2,3', "#TOTAL,2,1,2"]),
+    ending=st.sampled_from(["\n", "", "\n\n"]),
+)
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_reading_by_path_gives_what_reading_in_memory_gives(
+    tmp_path: Path, rows: list[str], trailer: str, ending: str
+) -> None:
+    """Whatever the rows hold (quoted commas and newlines, empty values, a row that looks like the
+    trailer), the file is either read by path to exactly what the in-memory read gives, or left
+    to the in-memory read."""
+    path = _file(tmp_path, "\n".join([HEADER, *rows, trailer]) + ending)
+    mapped = payrecon_csv._read_mapped(path)
+    try:
+        whole = payrecon_csv._read_in_memory(path)
+    except StatementError:
+        assert mapped is None
+        return
+    if mapped is not None:
+        assert mapped.frame.equals(whole.frame)
+        assert (mapped.trailer, mapped.sha256, mapped.trailer_line()) == (
+            whole.trailer,
+            whole.sha256,
+            whole.trailer_line(),
+        )
+
+
+def test_the_usual_file_is_read_by_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(path: Path) -> None:
+        raise AssertionError("read in memory")
+
+    monkeypatch.setattr(payrecon_csv, "_read_in_memory", refuse)
+    for text in (_text(), _text([], "#TOTAL,0,0,0,0"), _text().rstrip("\n")):
+        parsed = get_format("payrecon_csv").parse(_file(tmp_path, text), channel="cardusd")
+        assert parsed.frame.height == text.count("PAYMENT")
+
+
+def test_a_file_that_changes_while_it_is_read_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = _file(tmp_path, _text())
+    hash_of = payrecon_csv._sha256_of_file
+
+    def rewritten_first(target: Path) -> str:
+        # Written again while it is read: what was parsed and what is hashed may differ.
+        target.write_text(_text([ROWS[0], ROWS[1].replace("P2", "P3")]))
+        stat = target.stat()
+        os.utime(target, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
+        return hash_of(target)
+
+    monkeypatch.setattr(payrecon_csv, "_sha256_of_file", rewritten_first)
+    err = _refused(path)
+    assert err.reason == "file_changed"

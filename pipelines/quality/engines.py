@@ -85,11 +85,22 @@ def run_duckdb(frame: pl.DataFrame, checks: Sequence[Check], *, location_column:
         return [
             check.run_duckdb(con, "t", location_column, counts[id(check)])
             if isinstance(check, ColumnMapCheck) and id(check) in counts
+            else Outcome(check, True, 0)
+            if isinstance(check, Unique) and _hashes_distinct(frame, check.column)
             else check.run_duckdb(con, "t", location_column)
             for check in checks
         ]
     finally:
         con.close()
+
+
+def _hashes_distinct(frame: pl.DataFrame, column: str) -> bool:
+    """Whether the non-null values of `column` have distinct 64-bit hashes, so no value repeats:
+    the usual outcome of a uniqueness check, settled in Polars (0.25 s at ten million ids, where
+    DuckDB's count of distinct hashes took 0.65-1.2 s). When a hash repeats, the check runs in
+    DuckDB, which tells a duplicate from a collision and names the rows."""
+    values = pl.col(column).drop_nulls()
+    return bool(frame.select(values.hash().n_unique() == values.len()).item())
 
 
 def _gx() -> Any:

@@ -293,8 +293,8 @@ class Warehouse:
         quarantined: list[dict[str, Any]],
         summary: dict[str, Any],
         reconciled: bool,
-    ) -> pl.DataFrame:
-        """Persist one channel's day atomically and return its breaks as reported (HISTORY_COLUMNS).
+    ) -> None:
+        """Persist one channel's day atomically (its breaks as reported: `breaks_of_day`).
 
         `breaks`: the engine's breaks with `action` (break_id unique). `pending`: PENDING_COLUMNS.
         `outbox`: OUTBOX_COLUMNS (inserted once per task_id, never replaced). `reconciled` False
@@ -370,7 +370,6 @@ class Warehouse:
         finally:
             for name in ("day_breaks", "day_pending", "day_outbox"):
                 con.unregister(name)
-        return self.breaks_of_day(business_date, [channel])
 
     def breaks_of_day(self, business_date: date, channels: list[str]) -> pl.DataFrame:
         """The breaks reported for `business_date` on `channels` (HISTORY_COLUMNS), sorted by

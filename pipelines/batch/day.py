@@ -420,9 +420,10 @@ def _risk(breaks: pl.DataFrame) -> pl.Expr:
 
 @dataclass
 class ChannelDay:
+    """A channel's day as persisted: its entry of summary.json (its breaks: `Warehouse.breaks_of_day`)."""
+
     channel: str
     summary: dict[str, Any]
-    breaks: pl.DataFrame
 
 
 def take_in_channel(wh: Warehouse, paths: DayPaths, rule: Rule) -> tuple[dict[str, Any], pl.DataFrame]:
@@ -448,7 +449,7 @@ def match_and_persist(
     """Match the channel's staged lines (or `lines`, when the caller still holds them) against our
     staged records (or `staged`, likewise) plus the pending set, decide actions, and persist
     breaks, pending set, outbox and counts in one transaction. Returns the channel's summary entry
-    and reported breaks.
+    (its reported breaks are read from the warehouse by whoever needs them: `finalize_day`).
 
     When no file of the channel was accepted (none arrived, or all were quarantined) the channel is
     held: our records stay pending and no break is raised or closed for it.
@@ -519,7 +520,7 @@ def match_and_persist(
         "quarantined": [{k: q[k] for k in ("file", "reason", "detail")} for q in quarantined],
     }
     stored = {"channel": summary, "carry_forward": result.carry_forward, "rule": rule.ref}
-    reported = wh.save_channel_day(
+    wh.save_channel_day(
         day,
         channel,
         rule_ref=rule.ref,
@@ -530,7 +531,7 @@ def match_and_persist(
         summary=stored,
         reconciled=not held,
     )
-    return ChannelDay(channel, summary, reported)
+    return ChannelDay(channel, summary)
 
 
 def reconcile_channel(

@@ -60,7 +60,7 @@ def save(wh: Warehouse, day: date, ids: list[str], *, reconciled: bool = True) -
         pl.col("created_at").cast(pl.Datetime("us", "UTC")),
         pl.col("business_date").cast(pl.Date),
     )
-    return wh.save_channel_day(
+    wh.save_channel_day(
         day,
         "alipay",
         rule_ref="alipay-cny@1",
@@ -71,6 +71,7 @@ def save(wh: Warehouse, day: date, ids: list[str], *, reconciled: bool = True) -
         summary={},
         reconciled=reconciled,
     )
+    return wh.breaks_of_day(day, ["alipay"])
 
 
 def state(wh: Warehouse, payment_id: str) -> tuple[str, date, date]:

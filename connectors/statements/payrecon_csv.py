@@ -32,6 +32,7 @@ from connectors.statements import (
     ParsedFile,
     StatementError,
     StatementFormat,
+    file_sha256,
     register,
 )
 from connectors.statements._common import ControlCheck, ControlPolicy
@@ -119,11 +120,6 @@ _STRINGS = {name: pl.String() for name in HEADER}
 _EDGE_BYTES = 1 << 16
 
 
-def _sha256_of_file(path: Path) -> str:
-    with path.open("rb") as fh:
-        return hashlib.file_digest(fh, "sha256").hexdigest()
-
-
 def _lines_before(path: Path, offset: int) -> int:
     """How many newlines the file has before byte `offset` (read in blocks)."""
     count = 0
@@ -166,7 +162,7 @@ def _read_mapped(path: Path) -> _Read | None:
     parts = trailer.split(",")
     if len(parts) != 5 or parts[0] != TRAILER:
         return None
-    digest = _HASHER.submit(_sha256_of_file, path)
+    digest = _HASHER.submit(file_sha256, path)
     try:
         frame = pl.read_csv(path, schema=_STRINGS, has_header=True)
     except pl.exceptions.PolarsError:

@@ -134,7 +134,7 @@ def test_the_usual_file_is_read_by_path(tmp_path: Path, monkeypatch: pytest.Monk
 
 def test_a_file_that_changes_while_it_is_read_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = _file(tmp_path, _text())
-    hash_of = payrecon_csv._sha256_of_file
+    hash_of = payrecon_csv.file_sha256
 
     def rewritten_first(target: Path) -> str:
         # Written again while it is read: what was parsed and what is hashed may differ.
@@ -143,6 +143,6 @@ def test_a_file_that_changes_while_it_is_read_is_refused(tmp_path: Path, monkeyp
         os.utime(target, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
         return hash_of(target)
 
-    monkeypatch.setattr(payrecon_csv, "_sha256_of_file", rewritten_first)
+    monkeypatch.setattr(payrecon_csv, "file_sha256", rewritten_first)
     err = _refused(path)
     assert err.reason == "file_changed"

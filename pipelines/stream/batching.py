@@ -24,13 +24,21 @@ committing: the records behind the lost effect are delivered again to the next w
 Rebalances: a batch in flight is registered as an unacked message, so Faust's revocation handler
 (`wait_empty`) waits for it to finish and commits its offsets before the partitions move; a batch
 fetched before a rebalance that completed meanwhile (a new generation) is dropped and re-read from
-the committed offsets.
+the committed offsets. Two things Faust and aiokafka do are corrected here so that this holds:
+- Faust forgets the acknowledged offsets of the revoked partitions before its revocation handler
+  commits, so everything processed since the last periodic commit was read again by the next
+  owner; `on_partitions_revoked` commits them first.
+- "Re-read from the committed offsets" (`perform_seek`, after every rebalance and whenever
+  fetched records are dropped) does nothing to a partition with no committed offset yet:
+  aiokafka's `seek_to_committed` leaves its fetch position where the dropped records ended, so
+  they were never read again (a replayed day lost on-time callbacks when a worker joined in its
+  first seconds). `seek_to_committed` seeks such a partition to its beginning.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from time import monotonic
 from typing import Any, cast
 
@@ -108,6 +116,24 @@ class BatchConsumer(faust_aiokafka.Consumer):
 
     def _new_consumer_thread(self) -> BatchConsumerThread:
         return BatchConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+    async def on_partitions_revoked(self, revoked: set[TP]) -> None:
+        # Faust drops the acknowledged offsets of `revoked` first thing, and only then waits for the
+        # batch in flight and commits: commit what is acknowledged while Faust still knows it.
+        try:
+            await self.commit()
+        except Exception as exc:  # the next owner reads those records again: at least once
+            self.log.warning("commit before revocation failed: %r", exc)
+        await super().on_partitions_revoked(revoked)
+
+    async def seek_to_committed(self) -> Mapping[TP, int]:
+        committed = await super().seek_to_committed()
+        handlers: dict[str, BatchHandler] = getattr(self.app, "batch_handlers", {})
+        # None or 0: nothing processed yet in the group. aiokafka does not move such a partition.
+        uncommitted = [tp for tp, offset in committed.items() if not offset and tp.topic in handlers]
+        if uncommitted:
+            await self._thread.seek_to_beginning(*uncommitted)
+        return committed
 
     async def _commit(self, offsets: Any) -> bool:
         # Faust flushed the producer just before this: every effect of the offsets is settled.

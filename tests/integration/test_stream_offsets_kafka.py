@@ -1,0 +1,113 @@
+"""Where the matcher's consumer resumes after a rebalance (real Kafka, the app in this process).
+
+Both were found behind a flaky rebalance test (a worker joining in the first seconds of a replayed
+day): records the first worker had fetched but not yet processed were never read by anyone, and
+their on-time callbacks became MISSING_CALLBACK breaks. Faust dropped the first worker's acks
+before committing them, so nothing was committed; the new owner's records fetched while its flow
+was still stopped were dropped to be "re-read from the committed offsets", and aiokafka does not
+move a partition that has none."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.structs import TopicPartition
+
+from connectors.kafka.topics import INPUT_PARTITIONS, Topics
+from pipelines.stream.app import StreamApp, create_app
+
+pytestmark = [pytest.mark.kafka]
+
+# No periodic commit during a test: every commit seen is one the rebalance path made.
+NO_PERIODIC_COMMIT_S = 3600.0
+PER_PARTITION = 5
+WAIT_S = 60.0
+
+
+async def _produce_undecodable(bootstrap: str, topics: Topics) -> None:
+    """PER_PARTITION undecodable payment events on every input partition: each one processed is one
+    dead letter (`StreamApp.dead_lettered`), so processing is counted without any payment state."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    await producer.start()
+    try:
+        for partition in range(INPUT_PARTITIONS):
+            for _ in range(PER_PARTITION):
+                await producer.send_and_wait(topics.payment_events, b"{not json", key=b"P-x", partition=partition)
+    finally:
+        await producer.stop()
+
+
+async def _committed(bootstrap: str, group: str, topic: str) -> dict[int, int]:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        offsets = await admin.list_consumer_group_offsets(group)
+    finally:
+        await admin.close()
+    return {tp.partition: meta.offset for tp, meta in offsets.items() if tp.topic == topic}
+
+
+async def _until(predicate: Callable[[], bool], what: str) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + WAIT_S
+    while not predicate():
+        assert loop.time() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.1)
+
+
+def _app(topics: Topics, bootstrap: str, datadir: Path) -> StreamApp:
+    return create_app(topics, bootstrap, store="memory://", datadir=datadir, commit_interval_s=NO_PERIODIC_COMMIT_S)
+
+
+def test_a_partition_with_nothing_committed_is_read_again_from_its_beginning(
+    kafka_bootstrap: str, kafka_topics: Topics, tmp_path: Path
+) -> None:
+    total = PER_PARTITION * INPUT_PARTITIONS
+
+    async def scenario() -> None:
+        await _produce_undecodable(kafka_bootstrap, kafka_topics)
+        worker = _app(kafka_topics, kafka_bootstrap, tmp_path)
+        await worker.app.start()
+        try:
+            await _until(lambda: worker.dead_lettered == total, "the records to be processed")
+            assert await _committed(kafka_bootstrap, kafka_topics.app_id, kafka_topics.payment_events) == {}
+            # What the consumer does after every rebalance, and whenever it drops fetched records.
+            await worker.app.consumer.perform_seek()
+            tp = TopicPartition(kafka_topics.payment_events, 0)
+            assert await worker.app.consumer.position(tp) == 0
+            await _until(lambda: worker.dead_lettered == 2 * total, "every record to be read again")
+        finally:
+            await worker.app.stop()
+
+    asyncio.run(scenario())
+
+
+def test_what_was_processed_is_committed_before_a_rebalance_moves_the_partitions(
+    kafka_bootstrap: str, kafka_topics: Topics, tmp_path: Path
+) -> None:
+    total = PER_PARTITION * INPUT_PARTITIONS
+
+    async def scenario() -> None:
+        await _produce_undecodable(kafka_bootstrap, kafka_topics)
+        first = _app(kafka_topics, kafka_bootstrap, tmp_path / "first")
+        await first.app.start()
+        second = _app(kafka_topics, kafka_bootstrap, tmp_path / "second")
+        try:
+            await _until(lambda: first.dead_lettered == total, "the first worker to process the records")
+            await second.app.start()
+            await _until(lambda: bool(second.app.consumer.assignment()), "the second worker's partitions")
+            committed = await _committed(kafka_bootstrap, kafka_topics.app_id, kafka_topics.payment_events)
+            assert committed == dict.fromkeys(range(INPUT_PARTITIONS), PER_PARTITION)
+            await asyncio.sleep(1.0)  # time for a wrong re-read to show
+            # Neither worker reads again what the first one had processed.
+            assert (first.dead_lettered, second.dead_lettered) == (total, 0)
+        finally:
+            await second.app.stop()
+            await first.app.stop()
+
+    asyncio.run(scenario())

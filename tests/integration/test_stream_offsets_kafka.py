@@ -21,7 +21,7 @@ from aiokafka.structs import TopicPartition
 from connectors.kafka.topics import INPUT_PARTITIONS, Topics
 from pipelines.stream.app import StreamApp, create_app
 
-pytestmark = [pytest.mark.kafka]
+pytestmark = [pytest.mark.slow, pytest.mark.kafka]
 
 # No periodic commit during a test: every commit seen is one the rebalance path made.
 NO_PERIODIC_COMMIT_S = 3600.0

@@ -15,6 +15,7 @@ Each format module registers a `StatementFormat` with:
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
@@ -177,3 +178,13 @@ def file_sha256(path: Path) -> str:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+def changed_since(path: Path, before: os.stat_result) -> bool:
+    """Whether the file at `path` is no longer the one `before` described (size, modification
+    time, inode): written to, replaced or removed while it was being read."""
+    try:
+        after = os.stat(path)
+    except FileNotFoundError:
+        return True
+    return (after.st_size, after.st_mtime_ns, after.st_ino) != (before.st_size, before.st_mtime_ns, before.st_ino)

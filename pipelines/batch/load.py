@@ -17,7 +17,7 @@ from pathlib import Path
 
 import polars as pl
 
-from connectors.statements import LINE_SCHEMA, ParsedFile, StatementError, get_format
+from connectors.statements import LINE_SCHEMA, ParsedFile, StatementError, changed_since, get_format
 from pipelines.frames import INTERNAL_SCHEMA
 from pipelines.matching.rules import Rule
 from pipelines.money import AMOUNT_MINOR_MAX, CURRENCY_EXPONENTS
@@ -100,10 +100,18 @@ def read_internal(path: Path) -> pl.DataFrame:
     """
     path = Path(path)
     _check_header(path)
+    before = path.stat()
     try:
         text = pl.read_csv(path, schema=_TEXT_SCHEMA, has_header=True)
     except pl.exceptions.ComputeError as exc:
         raise InputFileError(path, 0, "malformed_csv", str(exc).splitlines()[0]) from None
+    except OSError:
+        # Cut short while Polars read it ("failed to fill whole buffer"): still being written.
+        if changed_since(path, before):
+            raise InputFileError(
+                path, 0, "file_changed", "the extract changed while it was read; read it again once written"
+            ) from None
+        raise
     held = [text]
     del text  # `_typed_internal` holds the only reference, and lets go of columns as they convert
     return _typed_internal(held, path, first_line=2)

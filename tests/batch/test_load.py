@@ -182,3 +182,24 @@ def test_a_payment_listed_in_two_blocks_is_a_duplicate(tmp_path: Path) -> None:
     assert len(seen) > 10  # found only once every block was read, which is why callers stage nothing before
     assert (info.value.line, info.value.reason) == (19, "duplicate_key")
     assert "P00017" in str(info.value)
+
+
+def test_an_extract_cut_short_while_it_is_read_is_refused_as_changed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = write(tmp_path, GOOD)
+    read_csv = pl.read_csv
+
+    def cut_short(source: object, *args: object, **kwargs: object) -> pl.DataFrame:
+        if source == path:
+            # What Polars does when the file shrinks under its read (seen on a 550 MB file cut in
+            # place mid-read): it fails to read the size it found at the start.
+            with open(path, "r+b") as fh:
+                fh.truncate(10)
+            raise OSError("failed to fill whole buffer")
+        return read_csv(source, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(pl, "read_csv", cut_short)
+    with pytest.raises(InputFileError) as info:
+        read_internal(path)
+    assert (info.value.reason, info.value.line) == ("file_changed", 0)

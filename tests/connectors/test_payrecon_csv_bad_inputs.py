@@ -146,3 +146,29 @@ def test_a_file_that_changes_while_it_is_read_is_refused(tmp_path: Path, monkeyp
     monkeypatch.setattr(payrecon_csv, "file_sha256", touched_first)
     err = _refused(path)
     assert err.reason == "file_changed"
+
+
+@pytest.mark.parametrize("cut", [True, False])
+def test_a_file_cut_short_while_polars_reads_it_is_refused_as_changed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cut: bool
+) -> None:
+    """Polars fails to read the size it found at the start when the file shrinks under it (seen on
+    a 550 MB file cut in place mid-read): the file is refused as changed. The same error from a
+    file that did not change is not disguised as one."""
+    path = _file(tmp_path, _text())
+    read_csv = payrecon_csv.pl.read_csv
+
+    def failing(source: object, *args: object, **kwargs: object) -> object:
+        if source == path:
+            if cut:
+                with open(path, "r+b") as fh:
+                    fh.truncate(10)
+            raise OSError("failed to fill whole buffer")
+        return read_csv(source, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(payrecon_csv.pl, "read_csv", failing)
+    if cut:
+        assert _refused(path).reason == "file_changed"
+    else:
+        with pytest.raises(OSError, match="fill whole buffer"):
+            get_format("payrecon_csv").parse(path, channel="cardusd")

@@ -91,3 +91,15 @@ async def group_members(bootstrap: str, group: str) -> tuple[str, int]:
         return str(described["state"]), len(described["members"])
     finally:
         await admin.close()
+
+
+async def committed_offsets(bootstrap: str, group: str, topic: str) -> dict[int, int]:
+    """The offsets consumer group `group` has committed on `topic`, by partition (a partition with
+    nothing committed is absent): where a worker of the group resumes reading it."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        offsets = await admin.list_consumer_group_offsets(group)
+    finally:
+        await admin.close()
+    return {tp.partition: meta.offset for tp, meta in offsets.items() if tp.topic == topic}

@@ -12,6 +12,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
+from connectors.kafka.admin import committed_offsets
 from connectors.kafka.codecs import TICK_KEY, encode_tick
 from connectors.kafka.topics import INPUT_PARTITIONS, Topics
 from pipelines.stream.collect import collect, wait_for_ticks
@@ -34,16 +35,6 @@ async def _max_message_bytes(bootstrap: str, topic: str, value: int) -> None:
         await admin.alter_configs([resource])
     finally:
         await admin.close()
-
-
-async def _committed(bootstrap: str, group: str, topic: str) -> dict[int, int]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        offsets = await admin.list_consumer_group_offsets(group)
-    finally:
-        await admin.close()
-    return {tp.partition: meta.offset for tp, meta in offsets.items() if tp.topic == topic}
 
 
 async def _produce(bootstrap: str, topics: Topics) -> None:
@@ -73,7 +64,7 @@ def test_a_dead_letter_the_broker_refuses_stops_the_worker_uncommitted_and_comes
             time.sleep(0.5)
         assert not worker.alive(), "the worker went on after the broker refused its dead letter"
         # Nothing past the bad record (offset 0 of partition 0) was committed, and nothing came out.
-        committed = asyncio.run(_committed(kafka_bootstrap, kafka_topics.app_id, kafka_topics.payment_events))
+        committed = asyncio.run(committed_offsets(kafka_bootstrap, kafka_topics.app_id, kafka_topics.payment_events))
         assert committed.get(0, -1) <= 0, committed
         assert asyncio.run(collect(kafka_bootstrap, kafka_topics)).dlq == []
 

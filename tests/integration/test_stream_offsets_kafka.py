@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 from aiokafka import AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.structs import TopicPartition
 
+from connectors.kafka.admin import committed_offsets
 from connectors.kafka.topics import INPUT_PARTITIONS, Topics
 from pipelines.stream.app import StreamApp, create_app
 
@@ -40,16 +40,6 @@ async def _produce_undecodable(bootstrap: str, topics: Topics) -> None:
                 await producer.send_and_wait(topics.payment_events, b"{not json", key=b"P-x", partition=partition)
     finally:
         await producer.stop()
-
-
-async def _committed(bootstrap: str, group: str, topic: str) -> dict[int, int]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        offsets = await admin.list_consumer_group_offsets(group)
-    finally:
-        await admin.close()
-    return {tp.partition: meta.offset for tp, meta in offsets.items() if tp.topic == topic}
 
 
 async def _until(predicate: Callable[[], bool], what: str) -> None:
@@ -75,7 +65,7 @@ def test_a_partition_with_nothing_committed_is_read_again_from_its_beginning(
         await worker.app.start()
         try:
             await _until(lambda: worker.dead_lettered == total, "the records to be processed")
-            assert await _committed(kafka_bootstrap, kafka_topics.app_id, kafka_topics.payment_events) == {}
+            assert await committed_offsets(kafka_bootstrap, kafka_topics.app_id, kafka_topics.payment_events) == {}
             # What the consumer does after every rebalance, and whenever it drops fetched records.
             await worker.app.consumer.perform_seek()
             tp = TopicPartition(kafka_topics.payment_events, 0)
@@ -101,7 +91,7 @@ def test_what_was_processed_is_committed_before_a_rebalance_moves_the_partitions
             await _until(lambda: first.dead_lettered == total, "the first worker to process the records")
             await second.app.start()
             await _until(lambda: bool(second.app.consumer.assignment()), "the second worker's partitions")
-            committed = await _committed(kafka_bootstrap, kafka_topics.app_id, kafka_topics.payment_events)
+            committed = await committed_offsets(kafka_bootstrap, kafka_topics.app_id, kafka_topics.payment_events)
             assert committed == dict.fromkeys(range(INPUT_PARTITIONS), PER_PARTITION)
             await asyncio.sleep(1.0)  # time for a wrong re-read to show
             # Neither worker reads again what the first one had processed.

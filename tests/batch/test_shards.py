@@ -19,13 +19,16 @@ from pipelines.batch.day import _with_carry_forward
 from pipelines.batch.engine import ChannelResult, match_channel
 from pipelines.batch.shards import match_in_shards, shard_count, shardable
 from pipelines.frames import INTERNAL_SCHEMA
+from pipelines.matching.rules import Rule
 
 
-def _whole(rule, today: pl.DataFrame, pending: pl.DataFrame, theirs: pl.DataFrame) -> ChannelResult:  # type: ignore[no-untyped-def]
+def _whole(rule: Rule, today: pl.DataFrame, pending: pl.DataFrame, theirs: pl.DataFrame) -> ChannelResult:
     return match_channel(duckdb.connect(), rule, DAY, _with_carry_forward(DAY, today, pending), theirs)
 
 
-def _sharded(rule, today: pl.DataFrame, pending: pl.DataFrame, theirs: pl.DataFrame, shards: int) -> ChannelResult:  # type: ignore[no-untyped-def]
+def _sharded(
+    rule: Rule, today: pl.DataFrame, pending: pl.DataFrame, theirs: pl.DataFrame, shards: int
+) -> ChannelResult:
     with tempfile.TemporaryDirectory() as tmp, Warehouse(Path(tmp) / "wh.duckdb") as wh:
         wh.write_partition("internal", DAY, rule.channel, today)
         wh.write_partition("lines", DAY, rule.channel, theirs)

@@ -163,7 +163,7 @@ def test_classification_covers_each_kind_once() -> None:
     )
     base = {"biz_type": "PAY", "amount_minor": 10_000, "i_currency": "CNY", "i_status": "SUCCEEDED"}
     chan = {"c_amount": 10_000, "c_currency": "CNY", "c_status": "SUCCEEDED", "c_fee": 60}
-    cases = [
+    cases: list[tuple[dict[str, Any], dict[str, Any], BreakKind | None]] = [
         ({}, {}, None),
         ({"i_currency": "USD"}, {}, BreakKind.CURRENCY_MISMATCH),
         ({"i_status": "PROCESSING"}, {}, BreakKind.STATUS_MISMATCH),

@@ -21,7 +21,7 @@ T0 = datetime(2026, 11, 2, 10, 0, tzinfo=UTC)
 
 
 def _event(payment_id: str, **override: object) -> bytes:
-    value = {
+    value: dict[str, object] = {
         "event_id": event_id_for(payment_id, PaymentStatus.PROCESSING), "payment_id": payment_id, "biz_type": "PAY",
         "parent_payment_id": None, "merchant_id": "m", "account_id": "a", "channel": "alipay", "channel_txn_id": None,
         "amount_minor": 1234, "currency": "CNY", "fee_minor": None, "status": "PROCESSING",

@@ -19,7 +19,7 @@ from quality_frames import DAY, controls_of, lines, outputs, payments, set_cell
 import pipelines.quality.gate as gate
 from connectors.statements import get_format
 from pipelines.matching.rules import rule_for
-from pipelines.quality import validate_internal, validate_outputs, validate_statement
+from pipelines.quality import Engine, validate_internal, validate_outputs, validate_statement
 from pipelines.records import LineType, StatementLine
 
 ALIPAY = rule_for("alipay")
@@ -39,11 +39,11 @@ def _defective_lines() -> pl.DataFrame:
 
 
 @pytest.mark.parametrize("engine", ENGINES)
-def test_a_clean_statement_passes(engine: str) -> None:
+def test_a_clean_statement_passes(engine: Engine) -> None:
     frame = lines(6)
     result = validate_statement(
         frame, rule=ALIPAY, business_date=DAY, source="alipay/a.csv", controls=controls_of(frame), engine=engine
-    )  # type: ignore[arg-type]
+    )
     assert result.ok, result.failures
     assert result.failures == []
     assert result.statistics == {"rows": 6, "evaluated": 39, "failed": 0, "engine": engine}
@@ -51,12 +51,12 @@ def test_a_clean_statement_passes(engine: str) -> None:
 
 
 @pytest.mark.parametrize("engine", ENGINES)
-def test_statement_defects_are_named_with_their_lines(engine: str) -> None:
+def test_statement_defects_are_named_with_their_lines(engine: Engine) -> None:
     frame = _defective_lines()
     controls = {"rows": 7, "gross": 60_000, "fee": 360, "net": 59_640}
     result = validate_statement(
         frame, rule=ALIPAY, business_date=DAY, source="alipay/a.csv", controls=controls, engine=engine
-    )  # type: ignore[arg-type]
+    )
     assert not result.ok
     assert result.failures == [
         "expect_column_values_to_be_in_set(line_type): 1 unexpected values, e.g. ['X'] at lines [3]",

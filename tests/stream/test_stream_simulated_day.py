@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from connectors.kafka.codecs import decode_channel_callback, decode_payment_event
+from connectors.kafka.codecs import Tick, decode_channel_callback, decode_payment_event
 from connectors.kafka.topics import INPUT_PARTITIONS
 from pipelines.matching.rules import load_rules
 from pipelines.simulate.generator import simulate
@@ -46,7 +46,8 @@ def _replay(day_dir: Path, store: dict) -> list[Output]:
             raw = json.dumps(row["value"]).encode()
             rec = decode_payment_event(raw) if row["type"] == "payment_event" else decode_channel_callback(raw)
             assert not hasattr(rec, "at")
-            out += m.apply(rec, zlib.crc32(rec.payment_id.encode()) % INPUT_PARTITIONS)  # type: ignore[union-attr]
+            assert not isinstance(rec, Tick)  # a simulated day's records are payments and callbacks
+            out += m.apply(rec, zlib.crc32(rec.payment_id.encode()) % INPUT_PARTITIONS)
     end = datetime.combine(DAY + timedelta(days=1), datetime.min.time(), tzinfo=UTC)
     for p in range(INPUT_PARTITIONS):
         out += m.tick("e", end, p) + m.tick("c", end, p)

@@ -289,7 +289,18 @@ def measure(variant: str, root: Path, out: Path, rules: Path | None) -> dict[str
 
 
 DEFAULT_VARIANTS = ("recon", "duckdb", "pandas")
-PANDAS_PAYMENTS_MAX = 3_000_000
+# pandas' peak RSS per million payments a side, measured (1,349 MiB at 1M, 10,922 MiB at 10M):
+# every string cell is a Python object, and the merge copies both sides.
+PANDAS_MIB_PER_MILLION = 1_400
+
+
+def _available_mib() -> int:
+    """MemAvailable of /proc/meminfo in MiB (what can be had without swapping anything out)."""
+    with open("/proc/meminfo", encoding="ascii") as fh:
+        for line in fh:
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) // 1024
+    return 0
 
 
 def run_size(
@@ -298,10 +309,14 @@ def run_size(
     root, rules = dataset(payments, native=native)
     work = CACHE / "runs" / f"{'native' if native else 'gen'}-{payments}"
     variants = ["recon"] if native else (variants or list(DEFAULT_VARIANTS))
-    if payments > PANDAS_PAYMENTS_MAX and "pandas" in variants:
-        # pandas holds every cell as a Python object: at 1M payments a side it peaks at 1.3 GB, so
-        # 10M would need 15-25 GB on a 23 GB machine that other engineers' processes share.
-        print(f"pandas skipped at {payments:,} payments (over {PANDAS_PAYMENTS_MAX:,}): it would not fit", flush=True)
+    need_mib = PANDAS_MIB_PER_MILLION * payments // 1_000_000
+    if "pandas" in variants and need_mib > 0.9 * _available_mib():
+        # Run out of memory, it would take the machine's other work down with it.
+        print(
+            f"pandas skipped at {payments:,} payments: it needs about {need_mib:,} MiB, "
+            f"{_available_mib():,} MiB are available",
+            flush=True,
+        )
         variants = [v for v in variants if v != "pandas"]
     # Rounds interleave the variants (recon, duckdb, pandas, recon, duckdb, ...) so that a burst of
     # other work on the shared machine falls on every variant alike; each variant keeps its

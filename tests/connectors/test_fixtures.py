@@ -7,6 +7,7 @@ from __future__ import annotations
 import gc
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -157,3 +158,27 @@ def test_the_camt_reader_leaves_its_xml_tree_to_reference_counting() -> None:
         assert not [o for o in gc.get_objects() if isinstance(o, iso20022.Node)]
     finally:
         gc.enable()
+
+
+def test_the_camt_reader_takes_each_entry_out_of_the_tree_as_it_ends(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Entries are read as they end and dropped, so the tree holds one entry at a time (whole, a
+    statement of 243,449 entries held 2.4 GB of Nodes); every statement's lines still come out."""
+    from connectors.statements import iso20022
+
+    held: list[int] = []
+    read_xml = iso20022.read_xml
+
+    def watched(path: Path, data: bytes, consume: Any = None, consume_tag: str = "") -> iso20022.Node:
+        def consume_and_count(node: iso20022.Node, ancestors: list[iso20022.Node]) -> bool:
+            held.append(sum(1 for c in ancestors[-1].children if c.tag == "Ntry"))
+            return bool(consume(node, ancestors))
+
+        root = read_xml(path, data, consume_and_count, consume_tag)
+        assert not list(root.iter("Ntry")), "an entry was left in the tree"
+        return root
+
+    monkeypatch.setattr(iso20022, "read_xml", watched)
+    parsed = get_format("camt053").parse(FIXTURES / "camt053/genkgo_camt053.v2.multi.statement.xml", channel="bank")
+    assert parsed.controls["statements"] == 2 and parsed.controls["entries"] == 2
+    assert held == [1, 1], "each entry is consumed alone, in both statements"
+    assert parsed.frame.height == 2

@@ -337,6 +337,18 @@ def create_app(
         data = table.data
         written = buffer.take()
         matcher.stats["table_writes"] = matcher.stats.get("table_writes", 0) + len(written)
+        # Faust's memory store drops, once each rebalance's recovery is done, the keys of the
+        # partitions this worker no longer has, but it learns a key's partition only from the
+        # changelog records it recovers (`_key_partition`): a state written here stayed in memory
+        # after its partition moved to another worker (read by nothing, and more of them at every
+        # rebalance). So the write-back tells it too. Other stores have no such map.
+        partition_of: dict[str, int] | None = getattr(data, "_key_partition", None)
+        if partition_of is not None:
+            for key, value, partition in written:
+                if value is None:
+                    partition_of.pop(key, None)
+                else:
+                    partition_of[key] = partition
         if not to_kafka:
             # Unit tests (no producer running): Faust's own buffered changelog send.
             for key, value, partition in written:

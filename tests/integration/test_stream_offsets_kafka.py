@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -18,7 +19,9 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.structs import TopicPartition
 
 from connectors.kafka.admin import committed_offsets
+from connectors.kafka.codecs import encode_json
 from connectors.kafka.topics import INPUT_PARTITIONS, Topics
+from pipelines.records import BizType, PaymentEvent, PaymentStatus, event_id_for, to_dict, trace_id_for
 from pipelines.stream.app import StreamApp, create_app
 
 pytestmark = [pytest.mark.slow, pytest.mark.kafka]
@@ -48,6 +51,26 @@ async def _until(predicate: Callable[[], bool], what: str) -> None:
     while not predicate():
         assert loop.time() < deadline, f"timed out waiting for {what}"
         await asyncio.sleep(0.1)
+
+
+def _processing(payment_id: str) -> PaymentEvent:
+    """A payment sent to the channel and not yet called back: a state the matcher keeps."""
+    return PaymentEvent(
+        event_id=event_id_for(payment_id, PaymentStatus.PROCESSING, 0),
+        payment_id=payment_id,
+        biz_type=BizType.PAY,
+        parent_payment_id=None,
+        merchant_id="m1",
+        account_id="a1",
+        channel="alipay",
+        channel_txn_id=None,
+        amount_minor=10_000,
+        currency="CNY",
+        fee_minor=None,
+        status=PaymentStatus.PROCESSING,
+        occurred_at=datetime(2026, 11, 2, 10, tzinfo=UTC),
+        trace_id=trace_id_for(payment_id),
+    )
 
 
 def _app(topics: Topics, bootstrap: str, datadir: Path) -> StreamApp:
@@ -96,6 +119,51 @@ def test_what_was_processed_is_committed_before_a_rebalance_moves_the_partitions
             await asyncio.sleep(1.0)  # time for a wrong re-read to show
             # Neither worker reads again what the first one had processed.
             assert (first.dead_lettered, second.dead_lettered) == (total, 0)
+        finally:
+            await second.app.stop()
+            await first.app.stop()
+
+    asyncio.run(scenario())
+
+
+def test_a_worker_keeps_no_payment_state_of_a_partition_that_moved_away(
+    kafka_bootstrap: str, kafka_topics: Topics, tmp_path: Path
+) -> None:
+    """After a rebalance each worker's table holds the states of its own partitions only: the
+    first worker let go of those the second took over (they were read by nothing and stayed for
+    the life of the process), and the second recovered them from the changelog."""
+    partition_of = {f"P-{p}-{i}": p for p in range(INPUT_PARTITIONS) for i in range(PER_PARTITION)}
+
+    async def produce() -> None:
+        producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+        await producer.start()
+        try:
+            for pid, partition in partition_of.items():
+                value = encode_json(to_dict(_processing(pid)))
+                await producer.send_and_wait(kafka_topics.payment_events, value, key=pid.encode(), partition=partition)
+        finally:
+            await producer.stop()
+
+    def states(worker: StreamApp) -> dict[str, int]:
+        return {k: partition_of[k] for k in list(worker.table.data.keys()) if k in partition_of}
+
+    def own_only(worker: StreamApp) -> bool:
+        mine = {tp.partition for tp in worker.app.consumer.assignment() if tp.topic == kafka_topics.payment_events}
+        return bool(mine) and set(states(worker).values()) == mine
+
+    bootstrap = kafka_bootstrap
+
+    async def scenario() -> None:
+        await produce()
+        first = _app(kafka_topics, kafka_bootstrap, tmp_path / "first")
+        await first.app.start()
+        second = _app(kafka_topics, kafka_bootstrap, tmp_path / "second")
+        try:
+            await _until(lambda: len(states(first)) == len(partition_of), "the first worker's payment states")
+            await second.app.start()
+            await _until(lambda: own_only(first) and own_only(second), "each worker to hold its own states only")
+            assert states(first).keys() | states(second).keys() == partition_of.keys()
+            assert not states(first).keys() & states(second).keys()
         finally:
             await second.app.stop()
             await first.app.stop()

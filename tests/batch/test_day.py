@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -103,6 +105,26 @@ def test_rerun_is_byte_identical_and_adds_no_rows(small_days: Path, two_days: tu
     recon(small_days, out, DAY2)
     assert snapshot(out) == before
     assert table_counts(out / "warehouse.duckdb") == counts
+
+
+@pytest.mark.slow
+def test_three_reruns_of_a_day_at_once_change_nothing(small_days: Path, tmp_path: Path) -> None:
+    """SPEC section 9, rerun and backfill: the same day three times at once, in three processes
+    (as an operator and a scheduler may start them). Each run holds the warehouse's lock from
+    start to end, so the others wait for it and find the day as it was left: all succeed, with the
+    bytes and the rows of the run before them."""
+    recon(small_days, tmp_path, START)
+    day_out = tmp_path / START.isoformat()
+    before = {name: (day_out / name).read_bytes() for name in OUTPUTS}
+    counts = table_counts(tmp_path / "warehouse.duckdb")
+    command = [sys.executable, "-m", "pipelines.cli", "recon", "--date", START.isoformat(), "--input",
+               str(small_days), "--out", str(tmp_path), "--quality-engine", "duckdb", "--no-data-docs"]  # fmt: skip
+    runs = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for _ in range(3)]
+    for run in runs:
+        output, _ = run.communicate(timeout=600)
+        assert run.returncode == 0, output
+    assert {name: (day_out / name).read_bytes() for name in OUTPUTS} == before
+    assert table_counts(tmp_path / "warehouse.duckdb") == counts
 
 
 def test_a_fresh_warehouse_gives_the_same_bytes(

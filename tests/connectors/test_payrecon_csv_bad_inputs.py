@@ -67,6 +67,8 @@ def test_a_booked_at_in_another_iso_form_is_still_read(tmp_path: Path) -> None:
         (_text(trailer="#TOTAL,3,125.00,0.75,124.25"), "control_total_mismatch", 4),
         (_text([ROWS[0].replace("100.00", "100.005"), ROWS[1]]), "too_many_decimals", 2),
         (_text([ROWS[0], ROWS[1].replace("PAYMENT", "GIFT")]), "bad_line_type", 3),
+        (_text([ROWS[0].replace(",USD,", ",,"), ROWS[1].replace(",USD,", ",,")]), "missing_field", 2),
+        (_text([ROWS[0], ROWS[1].replace(",USD,", ",,")]), "missing_field", 3),
         (_text([ROWS[0], ROWS[1].replace("24.85", "24.86")], "#TOTAL,2,125.00,0.75,124.26"), "net_mismatch", 3),
     ],
 )
@@ -149,26 +151,100 @@ def test_a_file_that_changes_while_it_is_read_is_refused(tmp_path: Path, monkeyp
 
 
 @pytest.mark.parametrize("cut", [True, False])
+@pytest.mark.parametrize("reader", ["streaming", "text"])
 def test_a_file_cut_short_while_polars_reads_it_is_refused_as_changed(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cut: bool
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cut: bool, reader: str
 ) -> None:
     """Polars fails to read the size it found at the start when the file shrinks under it (seen on
-    a 550 MB file cut in place mid-read): the file is refused as changed. The same error from a
-    file that did not change is not disguised as one."""
+    a 550 MB file cut in place mid-read): the file is refused as changed, whichever read was
+    under way (the usual file's streaming conversion, or the read of its text that an unusual
+    file gets). The same error from a file that did not change is not disguised as one."""
     path = _file(tmp_path, _text())
-    read_csv = payrecon_csv.pl.read_csv
 
-    def failing(source: object, *args: object, **kwargs: object) -> object:
+    def fail(source: object) -> None:
         if source == path:
             if cut:
                 with open(path, "r+b") as fh:
                     fh.truncate(10)
             raise OSError("failed to fill whole buffer")
-        return read_csv(source, *args, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(payrecon_csv.pl, "read_csv", failing)
+    if reader == "streaming":
+
+        def scan_failing(source: Path, exp: int) -> object:
+            fail(source)
+            raise AssertionError("unreachable")
+
+        monkeypatch.setattr(payrecon_csv, "_scan_typed", scan_failing)
+    else:
+        read_csv = payrecon_csv.pl.read_csv
+
+        def read_failing(source: object, *args: object, **kwargs: object) -> object:
+            fail(source)
+            return read_csv(source, *args, **kwargs)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(payrecon_csv, "_typed_by_path", lambda path, channel: None)
+        monkeypatch.setattr(payrecon_csv.pl, "read_csv", read_failing)
     if cut:
         assert _refused(path).reason == "file_changed"
     else:
         with pytest.raises(OSError, match="fill whole buffer"):
             get_format("payrecon_csv").parse(path, channel="cardusd")
+
+
+# --- the usual file converted as it streams -------------------------------------------------------
+def test_the_usual_file_is_converted_as_it_streams(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(path: Path) -> None:
+        raise AssertionError("read as text")
+
+    monkeypatch.setattr(payrecon_csv, "_read_mapped", refuse)
+    monkeypatch.setattr(payrecon_csv, "_read_in_memory", refuse)
+    path = _file(tmp_path, _text())
+    parsed = get_format("payrecon_csv").parse(path, channel="cardusd")
+    assert parsed.frame["net_minor"].to_list() == [9940, 2485]
+    assert parsed.frame["line_no"].to_list() == [2, 3]
+    assert parsed.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert all(column.n_chunks() == 1 for column in parsed.frame.get_columns())
+
+
+# Each column's usual cell (as `write` writes it, twenty times as likely as each other one) and unusual ones.
+_CELLS = {
+    "channel_txn_id": ("T1", ["T2", "", '"T,3"']),
+    "payment_id": ("P1", [""]),
+    "line_type": ("PAYMENT", ["REFUND", "GIFT"]),
+    "gross": ("100.00", ["0.60", "1.5", "100.005", "", "-5.00", "7"]),
+    "fee": ("0.60", ["0.00", "", "1"]),
+    "net": ("99.40", ["100.00", "-5.60", "0.5"]),
+    "currency": ("USD", ["JPY", ""]),
+    "booked_at": ("2026-11-02T00:00:05Z", ["2026-11-02T00:00:05.250+00:00", "", "soon"]),
+    "value_date": ("2026-11-02", ["", "2026-13-01"]),
+    "channel_status": ("succeeded", [""]),
+}
+_ROW = st.tuples(*(st.sampled_from([usual] * 20 + other) for usual, other in _CELLS.values())).map(",".join)
+
+
+@given(
+    rows=st.lists(_ROW, max_size=5),
+    trailer=st.sampled_from([TRAILER, "#TOTAL,1,100.00,0.60,99.40", "#TOTAL,0,0,0,0", "#TOTAL,x,1,2,3"]),
+)
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_converting_as_it_streams_gives_what_converting_the_text_gives(
+    tmp_path: Path, rows: list[str], trailer: str
+) -> None:
+    """Whatever the cells hold, the usual file's streaming conversion gives the frame, controls
+    and refusal that reading the text and then converting it give, or leaves the file to that."""
+    path = _file(tmp_path, _text(rows, trailer))
+
+    def outcome() -> object:
+        try:
+            parsed = get_format("payrecon_csv").parse(path, channel="cardusd", controls="report")
+        except StatementError as exc:
+            return (exc.reason, exc.line)
+        return (parsed.frame.to_dicts(), parsed.controls, parsed.sha256)
+
+    streamed = outcome()
+    typed_by_path = payrecon_csv._typed_by_path
+    payrecon_csv._typed_by_path = lambda path, channel: None
+    try:
+        assert outcome() == streamed
+    finally:
+        payrecon_csv._typed_by_path = typed_by_path

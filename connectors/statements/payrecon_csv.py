@@ -21,7 +21,7 @@ import io
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -103,6 +103,18 @@ def _booked_at(values: pl.Series) -> pl.Series:
     if fast.null_count() == values.null_count():
         return fast
     return values.str.to_datetime(time_zone="UTC", time_unit="us", strict=True)
+
+
+def _first_not_iso(values: pl.Series) -> int | None:
+    """The row of the first value that is no ISO 8601 timestamp at all, when the inferring parser
+    refused the column (only the values not in `write`'s form are looked at, one by one)."""
+    fast = values.str.to_datetime(_BOOKED_FORMAT, time_zone="UTC", strict=False, cache=False)
+    for row in (fast.is_null() & values.is_not_null()).arg_true().to_list():
+        try:
+            datetime.fromisoformat(values[row])
+        except ValueError:
+            return int(row)
+    return None
 
 
 @dataclass
@@ -435,13 +447,21 @@ def parse(
         )
 
     n = frame.height
+    booked, value_date = frame["booked_at"], frame["value_date"]
     try:
-        booked = frame["booked_at"] if frame["booked_at"].dtype != pl.String else _booked_at(frame["booked_at"])
-        value_date = frame["value_date"]
-        if value_date.dtype == pl.String:
-            value_date = value_date.str.to_date("%Y-%m-%d", strict=True)
-    except pl.exceptions.InvalidOperationError as exc:
-        raise StatementError(path, 0, "bad_timestamp", str(exc).splitlines()[0]) from None
+        if booked.dtype == pl.String:
+            booked = _booked_at(booked)
+    except pl.exceptions.PolarsError as exc:
+        at = _first_not_iso(booked)
+        line, detail = (0, str(exc).splitlines()[0]) if at is None else (at + 2, f"booked_at {booked[at]!r}")
+        raise StatementError(path, line, "bad_timestamp", detail) from None
+    if value_date.dtype == pl.String:
+        dates = value_date.str.to_date("%Y-%m-%d", strict=False)
+        bad = dates.is_null() & value_date.is_not_null()
+        if bad.any():
+            at = int(bad.arg_true()[0])
+            raise StatementError(path, at + 2, "bad_timestamp", f"value_date {value_date[at]!r} is not YYYY-MM-DD")
+        value_date = dates
     bd = business_date or (value_date.min() if n else None)
     # The per-file constants as broadcast literals: a Python list of n copies costs seconds at 10M.
     out = frame.with_columns(

@@ -69,6 +69,8 @@ def test_a_booked_at_in_another_iso_form_is_still_read(tmp_path: Path) -> None:
         (_text([ROWS[0], ROWS[1].replace("PAYMENT", "GIFT")]), "bad_line_type", 3),
         (_text([ROWS[0].replace(",USD,", ",,"), ROWS[1].replace(",USD,", ",,")]), "missing_field", 2),
         (_text([ROWS[0], ROWS[1].replace(",USD,", ",,")]), "missing_field", 3),
+        (_text([ROWS[0], ROWS[1].replace("2026-11-02T00:00:08Z", "soon")]), "bad_timestamp", 3),
+        (_text([ROWS[0], ROWS[1].replace(",2026-11-02,", ",2026-13-01,")]), "bad_timestamp", 3),
         (_text([ROWS[0], ROWS[1].replace("24.85", "24.86")], "#TOTAL,2,125.00,0.75,124.26"), "net_mismatch", 3),
     ],
 )
@@ -208,7 +210,7 @@ def test_the_usual_file_is_converted_as_it_streams(tmp_path: Path, monkeypatch: 
 
 # Each column's usual cell (as `write` writes it, twenty times as likely as each other one) and unusual ones.
 _CELLS = {
-    "channel_txn_id": ("T1", ["T2", "", '"T,3"']),
+    "channel_txn_id": ("T1", ["T2", "", '"T,3"', '"T\n4"', "#TOTAL"]),
     "payment_id": ("P1", [""]),
     "line_type": ("PAYMENT", ["REFUND", "GIFT"]),
     "gross": ("100.00", ["0.60", "1.5", "100.005", "", "-5.00", "7"]),
@@ -225,14 +227,15 @@ _ROW = st.tuples(*(st.sampled_from([usual] * 20 + other) for usual, other in _CE
 @given(
     rows=st.lists(_ROW, max_size=5),
     trailer=st.sampled_from([TRAILER, "#TOTAL,1,100.00,0.60,99.40", "#TOTAL,0,0,0,0", "#TOTAL,x,1,2,3"]),
+    ending=st.sampled_from(["\n", "", "\n\n"]),
 )
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 def test_converting_as_it_streams_gives_what_converting_the_text_gives(
-    tmp_path: Path, rows: list[str], trailer: str
+    tmp_path: Path, rows: list[str], trailer: str, ending: str
 ) -> None:
     """Whatever the cells hold, the usual file's streaming conversion gives the frame, controls
     and refusal that reading the text and then converting it give, or leaves the file to that."""
-    path = _file(tmp_path, _text(rows, trailer))
+    path = _file(tmp_path, "\n".join([HEADER, *rows, trailer]) + ending)
 
     def outcome() -> object:
         try:

@@ -9,10 +9,12 @@ speak of the same defect by the same name.
 from __future__ import annotations
 
 import contextlib
+import csv
 import gc
 import gzip
 import io
 import zipfile
+import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import date
 from pathlib import Path
@@ -176,9 +178,15 @@ def gunzip(path: Path, data: bytes) -> bytes:
                 if out.tell() + len(chunk) > limit:
                     raise refuse(path, 0, "zip_bomb", f"gzip expands beyond {limit} bytes ({len(data)} compressed)")
                 out.write(chunk)
-    except (OSError, EOFError, gzip.BadGzipFile) as exc:
+    except (OSError, EOFError, zlib.error) as exc:  # gzip.BadGzipFile is an OSError
         raise refuse(path, 0, "bad_archive", f"not a readable gzip file: {exc}") from None
     return out.getvalue()
+
+
+# What zipfile raises for a damaged archive: besides BadZipFile, a directory whose offsets point
+# outside the file gives ValueError ("negative seek value"), damaged deflate data zlib.error, an
+# unknown method NotImplementedError, an encrypted member RuntimeError.
+_ZIP_ERRORS = (zipfile.BadZipFile, ValueError, OSError, EOFError, zlib.error, NotImplementedError, RuntimeError)
 
 
 def unzip_member(
@@ -190,7 +198,7 @@ def unzip_member(
     """
     try:
         zf = zipfile.ZipFile(io.BytesIO(data))
-    except zipfile.BadZipFile as exc:
+    except _ZIP_ERRORS as exc:
         raise refuse(path, 0, "bad_archive", f"not a readable zip file: {exc}") from None
     with zf:
         for info in zf.infolist():
@@ -215,9 +223,20 @@ def unzip_member(
                     if out.tell() + len(chunk) > limit:
                         raise refuse(path, 0, "zip_bomb", f"{info.filename} expands beyond {limit} bytes")
                     out.write(chunk)
-        except (zipfile.BadZipFile, OSError, EOFError) as exc:
+        except StatementError:
+            raise  # the bomb refused above (a ValueError too)
+        except _ZIP_ERRORS as exc:
             raise refuse(path, 0, "bad_archive", f"{info.filename}: {exc}") from None
     return info.filename, out.getvalue()
+
+
+def csv_fields(path: Path, line: int, text: str) -> list[str]:
+    """The fields of one CSV line of `path` (its line number `line`); a line the csv module cannot
+    read (a carriage return inside a field, a stray quote) refuses the file as `bad_record` there."""
+    try:
+        return next(csv.reader([text]), [])
+    except csv.Error as exc:
+        raise refuse(path, line, "bad_record", f"not a CSV line: {exc}") from None
 
 
 def split_lines(text: str) -> pl.Series:

@@ -65,6 +65,7 @@ from connectors.statements._common import (
     amounts_by_currency,
     build_frame,
     check_quoted_field_counts,
+    csv_fields,
     decode,
     null_if_empty,
     read_bytes,
@@ -149,7 +150,7 @@ def parse(
     data = read_bytes(path)
     sha = sha256_bytes(data)
     text = decode(path, data, "utf-8")
-    header = next(csv.reader([text.split("\n", 1)[0]]))
+    header = csv_fields(path, 1, text.split("\n", 1)[0])
     missing = [c for c in REQUIRED if c not in header]
     if missing:
         raise refuse(path, 1, "bad_header", f"an Adyen settlement details report needs the columns {missing}")

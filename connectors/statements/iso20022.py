@@ -357,6 +357,10 @@ class _Reader:
             picked = [v for v in nets if mask is None or (v >= 0) == (mask > 0)]
             count = node.findtext("NbOfNtries")
             if count is not None:
+                if not (count.isascii() and count.isdigit()):
+                    raise refuse(
+                        self.path, node.line, "bad_record", f"TxsSummry {key}/NbOfNtries {count!r} is no count"
+                    )
                 checks.append((f"{key}/NbOfNtries", node, int(count), len(picked)))
             if node.find("Sum") is not None:
                 total, _ = self.amount(node.find("Sum"), node, f"{key}/Sum", currency)

@@ -54,7 +54,6 @@ and fee) must equal ending (`balance_mismatch`).
 
 from __future__ import annotations
 
-import csv
 import io
 from collections.abc import Sequence
 from datetime import UTC, date
@@ -69,6 +68,7 @@ from connectors.statements._common import (
     ControlPolicy,
     build_frame,
     check_quoted_field_counts,
+    csv_fields,
     decode,
     null_if_empty,
     read_bytes,
@@ -184,10 +184,6 @@ def _to_iso(path: Path, units: pl.Series, currencies: pl.Series, line_nos: pl.Se
     return out.alias(column)
 
 
-def _fields(text: str) -> list[str]:
-    return next(csv.reader([text]))
-
-
 def parse(
     path: Path, *, channel: str, business_date: date | None = None, controls: ControlPolicy = "enforce"
 ) -> ParsedFile:
@@ -217,7 +213,7 @@ def parse(
         raise refuse(path, len(kinds), "truncated", f"the file ends with a {kinds[-1]} row, not its FF footer")
 
     # Small rows (headers, footers, counts) through csv; SB rows, the bulk, through Polars below.
-    other = {int(i) + 1: _fields(lines[int(i)]) for i in (kinds != "SB").arg_true()}
+    other = {int(i) + 1: csv_fields(path, int(i) + 1, lines[int(i)]) for i in (kinds != "SB").arg_true()}
     column_headers = [(ln, f[1:]) for ln, f in other.items() if f[0] == "CH"]
     header = column_headers[0][1]
     for ln, names in column_headers:

@@ -43,6 +43,7 @@ from connectors.statements._common import (
     ControlPolicy,
     amounts_by_currency,
     build_frame,
+    csv_fields,
     decode,
     null_if_empty,
     read_bytes,
@@ -110,7 +111,7 @@ def parse(
     sha = sha256_bytes(data)
     text = decode(path, data, "utf-8")
     first = text.split("\n", 1)[0]
-    header = next(csv.reader([first]))
+    header = csv_fields(path, 1, first)
     missing = [c for c in REQUIRED if c not in header]
     if missing:
         raise refuse(path, 1, "bad_header", f"a Stripe balance report needs the columns {missing}")

@@ -1,0 +1,89 @@
+"""Damaged files of every format with a writer: a parse either reads the file or refuses it with a
+StatementError (the file, a line, a reason). Any other exception would stop a day's run instead
+of quarantining the one file."""
+
+from __future__ import annotations
+
+import tempfile
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from connectors.statements import StatementError, get_format
+from pipelines.matching.rules import RULES_DIR, Rule, rule_for
+from pipelines.records import LineType, StatementLine
+
+DAY = date(2026, 11, 2)
+BENCH_RULES = Path(__file__).parents[2] / "bench" / "rules"
+# format -> (channel, its rules folder)
+CHANNELS = {
+    "adyen": ("adyen", RULES_DIR),
+    "alipay": ("alipay", RULES_DIR),
+    "camt053": ("jpbank", RULES_DIR),
+    "paypal_stl": ("paypal", RULES_DIR),
+    "stripe": ("stripe", RULES_DIR),
+    "wechatpay": ("wechatpay", RULES_DIR),
+    "payrecon_csv": ("cardusd", BENCH_RULES),
+}
+# Cells a damaged or hostile file may hold where a value should be.
+NASTY = ["", "soon", "1e3", "NaN", "-", "9" * 25, "0.0000001", "\u00ff\u00fe", '"', "\t", "2026-13-45", "#TOTAL"]
+
+
+def _lines(rule: Rule) -> list[StatementLine]:
+    types = [LineType.PAYMENT, LineType.REFUND, LineType.PAYMENT, LineType.PAYOUT]
+    out = []
+    for i, lt in enumerate(types):
+        gross = 12_345 * (i + 1) * (1 if lt == LineType.PAYMENT else -1)
+        fee = 37 if lt == LineType.PAYMENT else 0
+        booked = datetime(2026, 11, 2, 1, tzinfo=UTC) + timedelta(minutes=7 * i)
+        out.append(StatementLine(rule.channel, "", DAY, "", "", i, lt, f"TX{i:04d}", f"P{i:04d}", gross, fee,
+                                 gross - fee, rule.currency, booked, DAY, next(iter(rule.status_map))))  # fmt: skip
+    return out
+
+
+@st.composite
+def damage(draw: st.DrawFn, data: bytes) -> bytes:
+    """`data` with one kind of damage."""
+    kind = draw(st.sampled_from(["truncate", "overwrite", "cell", "drop_line", "repeat_line"]))
+    if kind == "truncate":
+        return data[: draw(st.integers(0, max(0, len(data) - 1)))]
+    if kind == "overwrite":
+        at = draw(st.integers(0, max(0, len(data) - 1)))
+        junk = draw(st.binary(min_size=1, max_size=8))
+        return data[:at] + junk + data[at + len(junk) :]
+    lines = data.split(b"\n")
+    row = draw(st.integers(0, len(lines) - 1))
+    if kind == "drop_line":
+        return b"\n".join(lines[:row] + lines[row + 1 :])
+    if kind == "repeat_line":
+        return b"\n".join(lines[: row + 1] + lines[row:])
+    # One value between separators replaced by a nasty one.
+    separator = b"," if lines[row].count(b",") >= lines[row].count(b">") else b">"
+    cells = lines[row].split(separator)
+    at = draw(st.integers(0, len(cells) - 1))
+    nasty = draw(st.sampled_from(NASTY)).encode("utf-8")
+    cells[at] = nasty + b"<" + cells[at].split(b"<", 1)[1] if separator == b">" and b"<" in cells[at] else nasty
+    lines[row] = separator.join(cells)
+    return b"\n".join(lines)
+
+
+@pytest.mark.parametrize("fmt", sorted(CHANNELS))
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_a_damaged_file_is_read_or_refused_never_a_crash(fmt: str, data: st.DataObject) -> None:
+    channel, rules_dir = CHANNELS[fmt]
+    rule = rule_for(channel, rules_dir)
+    write = get_format(fmt).write
+    assert write is not None
+    with tempfile.TemporaryDirectory() as tmp:
+        (written,) = write(_lines(rule), Path(tmp) / "clean", rule=rule, business_date=DAY)[:1]
+        # Compressed formats (Alipay's zip, WeChat Pay's gzip) are damaged as the bytes that arrive.
+        damaged = Path(tmp) / written.name
+        damaged.write_bytes(data.draw(damage(written.read_bytes())))
+        try:
+            get_format(fmt).parse(damaged, channel=channel, business_date=DAY)
+        except StatementError as exc:
+            assert exc.reason and exc.line >= 0 and exc.path == str(damaged), exc

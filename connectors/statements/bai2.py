@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
 
-from connectors.statements import ParsedFile, StatementFormat, register
+from connectors.statements import ParsedFile, StatementError, StatementFormat, register
 from connectors.statements._common import ControlCheck, ControlPolicy, build_frame, decode, read_bytes, refuse
 from connectors.statements.intake import sha256_bytes
 from pipelines.money import MoneyError, check_currency
@@ -143,78 +143,86 @@ def read_details(path: Path, data: bytes, ctl: ControlCheck | None = None) -> tu
     group_currency = account_currency = ""
     as_of = datetime(1970, 1, 1, tzinfo=UTC)
     for rec in recs:
-        f = rec.fields if rec.code == "16" else rec.all_fields()
-        n = rec.physical
-        file_records += n
-        if rec.code == "02":
-            groups += 1
-            group_total = 0
-            group_records = n
-            accounts = 0
-            try:
-                day = datetime.strptime(f[3], "%y%m%d").date()
-                hhmm = f[4].strip() or "0000"
-                hour = 0 if hhmm in ("2400", "9999") else int(hhmm[:2])
-                as_of = datetime(day.year, day.month, day.day, hour, int(hhmm[2:4]) if hour else 0, tzinfo=UTC)
-            except (ValueError, IndexError):
-                raise refuse(path, rec.line, "bad_timestamp", f"02 as-of date/time {f[3:5]}") from None
-            group_currency = (f[5] if len(f) > 5 else "").strip() or "USD"
-            continue
-        group_records += n
-        if rec.code == "03":
-            accounts += 1
-            acct_total, acct_records = 0, n
-            account_currency = (f[1].strip() if len(f) > 1 else "") or group_currency
-            try:
-                check_currency(account_currency)
-            except MoneyError as exc:
-                raise refuse(path, rec.line, exc.reason, exc.detail) from None
-            # Summaries: (type, amount, item count, funds type [, availability]) repeated.
-            i = 2
-            while i + 1 < len(f):
-                if not f[i].strip():
-                    i += 1  # a trailing empty field of a record that ended `,/`
-                    continue
-                acct_total += _int(path, f[i + 1], rec.line, f"03 amount of type {f[i]}") if f[i + 1].strip() else 0
-                funds = f[i + 3].strip() if i + 3 < len(f) else ""
-                i += 4 + _availability(funds, f[i + 4 :])
-            continue
-        acct_records += n
-        if rec.code == "16":
-            type_code = int(f[0]) if f[0].strip().isdigit() else -1
-            amount = _int(path, f[1], rec.line, "16 amount")
-            acct_total += amount
-            funds = f[2].strip()
-            j = 3 + _availability(funds, f[3:])
-            bank_ref = f[j].strip() if j < len(f) else ""
-            customer_ref = f[j + 1].strip() if j + 1 < len(f) else ""
-            # The text is the rest of the record (it may hold commas), then each 88's text.
-            text_field = " ".join([",".join(f[j + 2 :]).strip(), *rec.continuations]).strip()
-            if 100 <= type_code <= 399:
-                signed = amount
-            elif 400 <= type_code <= 699:
-                signed = -amount
-            else:
-                raise refuse(path, rec.line, "bad_line_type", f"16 type code {f[0]!r} is neither a credit nor a debit")
-            details.append(Detail(rec.line, type_code, signed, bank_ref or None, customer_ref or None, text_field,
-                                  account_currency, as_of))  # fmt: skip
-        elif rec.code == "49":
-            declared, declared_n = _int(path, f[0], rec.line, "49 total"), _int(path, f[1], rec.line, "49 count")
-            if (declared, declared_n) != (acct_total, acct_records):
-                ctl.disagree(rec.line, "control_total_mismatch",
-                             f"49 says total {declared} over {declared_n} records; the account has {acct_total} over {acct_records}")  # fmt: skip
-            group_total += acct_total
-        elif rec.code == "98":
-            declared, n_accts, n_recs = (_int(path, x, rec.line, "98 field") for x in f[:3])
-            if (declared, n_accts, n_recs) != (group_total, accounts, group_records):
-                ctl.disagree(rec.line, "control_total_mismatch",
-                             f"98 says {declared}/{n_accts} accounts/{n_recs} records; the group has {group_total}/{accounts}/{group_records}")  # fmt: skip
-            file_total += group_total
-        elif rec.code == "99":
-            declared, n_groups, n_recs = (_int(path, x, rec.line, "99 field") for x in f[:3])
-            if (declared, n_groups, n_recs) != (file_total, groups, file_records):
-                ctl.disagree(rec.line, "control_total_mismatch",
-                             f"99 says {declared}/{n_groups} groups/{n_recs} records; the file has {file_total}/{groups}/{file_records}")  # fmt: skip
+        try:
+            f = rec.fields if rec.code == "16" else rec.all_fields()
+            n = rec.physical
+            file_records += n
+            if rec.code == "02":
+                groups += 1
+                group_total = 0
+                group_records = n
+                accounts = 0
+                try:
+                    day = datetime.strptime(f[3], "%y%m%d").date()
+                    hhmm = f[4].strip() or "0000"
+                    hour = 0 if hhmm in ("2400", "9999") else int(hhmm[:2])
+                    as_of = datetime(day.year, day.month, day.day, hour, int(hhmm[2:4]) if hour else 0, tzinfo=UTC)
+                except (ValueError, IndexError):
+                    raise refuse(path, rec.line, "bad_timestamp", f"02 as-of date/time {f[3:5]}") from None
+                group_currency = (f[5] if len(f) > 5 else "").strip() or "USD"
+                continue
+            group_records += n
+            if rec.code == "03":
+                accounts += 1
+                acct_total, acct_records = 0, n
+                account_currency = (f[1].strip() if len(f) > 1 else "") or group_currency
+                try:
+                    check_currency(account_currency)
+                except MoneyError as exc:
+                    raise refuse(path, rec.line, exc.reason, exc.detail) from None
+                # Summaries: (type, amount, item count, funds type [, availability]) repeated.
+                i = 2
+                while i + 1 < len(f):
+                    if not f[i].strip():
+                        i += 1  # a trailing empty field of a record that ended `,/`
+                        continue
+                    acct_total += _int(path, f[i + 1], rec.line, f"03 amount of type {f[i]}") if f[i + 1].strip() else 0
+                    funds = f[i + 3].strip() if i + 3 < len(f) else ""
+                    i += 4 + _availability(funds, f[i + 4 :])
+                continue
+            acct_records += n
+            if rec.code == "16":
+                type_code = int(f[0]) if f[0].strip().isdigit() else -1
+                amount = _int(path, f[1], rec.line, "16 amount")
+                acct_total += amount
+                funds = f[2].strip()
+                j = 3 + _availability(funds, f[3:])
+                bank_ref = f[j].strip() if j < len(f) else ""
+                customer_ref = f[j + 1].strip() if j + 1 < len(f) else ""
+                # The text is the rest of the record (it may hold commas), then each 88's text.
+                text_field = " ".join([",".join(f[j + 2 :]).strip(), *rec.continuations]).strip()
+                if 100 <= type_code <= 399:
+                    signed = amount
+                elif 400 <= type_code <= 699:
+                    signed = -amount
+                else:
+                    raise refuse(
+                        path, rec.line, "bad_line_type", f"16 type code {f[0]!r} is neither a credit nor a debit"
+                    )
+                details.append(Detail(rec.line, type_code, signed, bank_ref or None, customer_ref or None, text_field,
+                                      account_currency, as_of))  # fmt: skip
+            elif rec.code == "49":
+                declared, declared_n = _int(path, f[0], rec.line, "49 total"), _int(path, f[1], rec.line, "49 count")
+                if (declared, declared_n) != (acct_total, acct_records):
+                    ctl.disagree(rec.line, "control_total_mismatch",
+                                 f"49 says total {declared} over {declared_n} records; the account has {acct_total} over {acct_records}")  # fmt: skip
+                group_total += acct_total
+            elif rec.code == "98":
+                declared, n_accts, n_recs = (_int(path, x, rec.line, "98 field") for x in f[:3])
+                if (declared, n_accts, n_recs) != (group_total, accounts, group_records):
+                    ctl.disagree(rec.line, "control_total_mismatch",
+                                 f"98 says {declared}/{n_accts} accounts/{n_recs} records; the group has {group_total}/{accounts}/{group_records}")  # fmt: skip
+                file_total += group_total
+            elif rec.code == "99":
+                declared, n_groups, n_recs = (_int(path, x, rec.line, "99 field") for x in f[:3])
+                if (declared, n_groups, n_recs) != (file_total, groups, file_records):
+                    ctl.disagree(rec.line, "control_total_mismatch",
+                                 f"99 says {declared}/{n_groups} groups/{n_recs} records; the file has {file_total}/{groups}/{file_records}")  # fmt: skip
+        except StatementError:
+            raise
+        except (IndexError, ValueError):
+            # A record cut short (a trailer without its counts, a 16 without its amount).
+            raise refuse(path, rec.line, "bad_record", f"the {rec.code} record has too few fields") from None
     return details, {"groups": groups, "records": file_records, "total": file_total}
 
 

@@ -87,3 +87,24 @@ def test_a_damaged_file_is_read_or_refused_never_a_crash(fmt: str, data: st.Data
             get_format(fmt).parse(damaged, channel=channel, business_date=DAY)
         except StatementError as exc:
             assert exc.reason and exc.line >= 0 and exc.path == str(damaged), exc
+
+
+FIXTURES = Path(__file__).parent / "fixtures"
+# Real files written by others (their licences beside them in shared/fixtures), one per format.
+FIXTURE_FILES = sorted(p for p in FIXTURES.glob("*/*") if p.is_file() and not p.name.endswith((".md", ".txt")))
+
+
+@pytest.mark.parametrize("source", FIXTURE_FILES, ids=lambda p: f"{p.parent.name}/{p.name}")
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_a_damaged_real_file_is_read_or_refused_never_a_crash(source: Path, data: st.DataObject) -> None:
+    """The same for the formats without a writer (BAI2, MT940/942, OFX, camt.054) and every other
+    fixture: real files written by others, damaged."""
+    fmt = source.parent.name
+    with tempfile.TemporaryDirectory() as tmp:
+        damaged = Path(tmp) / source.name
+        damaged.write_bytes(data.draw(damage(source.read_bytes())))
+        try:
+            get_format(fmt).parse(damaged, channel="bank")
+        except StatementError as exc:
+            assert exc.reason and exc.line >= 0 and exc.path == str(damaged), exc

@@ -59,6 +59,7 @@ REASONS: frozenset[str] = frozenset(
         "bad_archive",  # a zip/gzip that cannot be opened, or holds the wrong members
         "bad_xml",  # not well-formed XML, or a DTD/entity declaration (refused outright)
         "unknown_format",  # `payrecon parse` could not tell which format a file is in
+        "parser_error",  # the parser failed in a way it does not name (a bug of ours): refused all the same
     }
 )
 

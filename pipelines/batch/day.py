@@ -23,6 +23,7 @@ are the same bytes as a run in one piece.
 from __future__ import annotations
 
 import json
+import logging
 import pickle
 import shutil
 from collections import Counter
@@ -54,6 +55,8 @@ from pipelines.frames import BREAKS_SCHEMA
 from pipelines.matching.rules import Rule, load_rules
 from pipelines.matching.sql import lit, task_id_expr
 from pipelines.records import DEFAULT_ACTION, BreakKind, RepairAction
+
+log = logging.getLogger(__name__)
 
 # Which amount a repair task moves, by kind: the difference, our amount, or the channel's.
 _DELTA_KINDS = (BreakKind.AMOUNT_MISMATCH, BreakKind.PARTIAL_PAYMENT, BreakKind.FEE_MISMATCH)
@@ -294,6 +297,20 @@ def _quarantine(paths: DayPaths, channel: str, path: Path, exc: StatementError, 
     return entry
 
 
+def _parse_or_refuse(path: Path, rule: Rule, day: date) -> tuple[Any, pl.DataFrame]:
+    """`parse_channel_file`, with a failure the parser does not name (a bug of ours on a file it
+    did not foresee) refused as `parser_error`: the file is quarantined, with the exception, and
+    the day goes on with the channel's other files and the other channels. An OSError (the disk,
+    the file system) is raised as it is, for the task's retry."""
+    try:
+        return parse_channel_file(path, rule, day)
+    except (StatementError, OSError):
+        raise
+    except Exception as exc:
+        log.exception("parser %s failed on %s", rule.parser, path)
+        raise StatementError(path, 0, "parser_error", f"{type(exc).__name__}: {exc}") from exc
+
+
 def take_in_files(wh: Warehouse, paths: DayPaths, rule: Rule) -> Intake:
     """Parse, check and claim every file of the channel's day; refused files are quarantined."""
     channel, day = rule.channel, paths.business_date
@@ -304,7 +321,7 @@ def take_in_files(wh: Warehouse, paths: DayPaths, rule: Rule) -> Intake:
     for path in channel_files(paths.channel_dir(channel)):
         sha = None
         try:
-            parsed, frame = parse_channel_file(path, rule, day)
+            parsed, frame = _parse_or_refuse(path, rule, day)
             sha, controls = parsed.sha256, parsed.controls
             # The lines as parsed are the mapped ones without their status (`frame` holds them
             # again, in one chunk): let go of the parser's copy (0.7 GB at five million lines).

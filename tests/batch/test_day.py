@@ -216,6 +216,31 @@ def test_a_corrupted_file_is_quarantined_and_the_others_reconcile(small_days: Pa
     assert got == want
 
 
+def test_a_parser_failing_unforeseen_quarantines_its_file_and_the_day_goes_on(
+    small_days: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A parser bug on a file it did not foresee (any exception but StatementError and OSError) is
+    the file's refusal as `parser_error`, with the exception named, not the end of the day."""
+    from pipelines.batch import day as day_module
+
+    parse = day_module.parse_channel_file
+
+    def stripe_fails(path: Path, rule: Any, day: Any) -> Any:
+        if rule.channel == "stripe":
+            raise KeyError("a column the parser assumed")
+        return parse(path, rule, day)
+
+    monkeypatch.setattr(day_module, "parse_channel_file", stripe_fails)
+    result = recon(small_days, tmp_path / "out", START)
+    stripe = result.summary["channels"]["stripe"]
+    assert [(q["reason"], q["detail"]) for q in stripe["quarantined"]] == [
+        ("parser_error", "KeyError: 'a column the parser assumed'")
+    ]
+    got = [k for k in truth_keys(tmp_path / "out" / START.isoformat() / "breaks.csv") if k[1] != "stripe"]
+    want = [k for k in truth_keys(small_days / START.isoformat() / "truth" / "breaks.csv") if k[1] != "stripe"]
+    assert got == want
+
+
 def test_the_same_file_again_is_refused_as_a_duplicate(small_days: Path, tmp_path: Path) -> None:
     root = corrupt_copy(small_days, tmp_path / "in")
     day1_file = next((root / START.isoformat() / "channels" / "jpbank").iterdir())

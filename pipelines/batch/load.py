@@ -103,7 +103,7 @@ def read_internal(path: Path) -> pl.DataFrame:
     before = path.stat()
     try:
         text = pl.read_csv(path, schema=_TEXT_SCHEMA, has_header=True)
-    except pl.exceptions.ComputeError as exc:
+    except pl.exceptions.PolarsError as exc:  # ComputeError; SchemaError for a row cut short
         raise InputFileError(path, 0, "malformed_csv", str(exc).splitlines()[0]) from None
     except OSError:
         # Cut short while Polars read it ("failed to fill whole buffer"): still being written.
@@ -137,7 +137,7 @@ def read_internal_blocks(path: Path, block_bytes: int) -> Iterator[tuple[int, pl
             lines = block.count(b"\n")
             try:
                 text = pl.read_csv(block, schema=_TEXT_SCHEMA, has_header=False)
-            except pl.exceptions.ComputeError as exc:
+            except pl.exceptions.PolarsError as exc:
                 raise InputFileError(path, line, "malformed_csv", str(exc).splitlines()[0]) from None
             del block  # the frame holds its own copy of the text
             held = [text]
@@ -147,6 +147,8 @@ def read_internal_blocks(path: Path, block_bytes: int) -> Iterator[tuple[int, pl
             yield line, frame
             del frame
             line += lines
+    if not hashes:
+        return  # the header alone: no payment that day
     every = pl.concat(hashes)
     del hashes
     if every.n_unique() != every.len():

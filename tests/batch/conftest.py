@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from datetime import date
 from pathlib import Path
 
@@ -9,6 +10,8 @@ import polars as pl
 import pytest
 
 from pipelines.simulate.generator import simulate
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/, for damaged_files.py
 
 START = date(2026, 11, 2)
 TRUTH_KEY = ["kind", "channel", "payment_id", "channel_txn_id"]

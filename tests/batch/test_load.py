@@ -7,8 +7,9 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from damaged_files import damage
 from frames import lines
-from hypothesis import given
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from connectors.statements import ParsedFile, StatementError
@@ -203,3 +204,23 @@ def test_an_extract_cut_short_while_it_is_read_is_refused_as_changed(
     with pytest.raises(InputFileError) as info:
         read_internal(path)
     assert (info.value.reason, info.value.line) == ("file_changed", 0)
+
+
+def _extract(rows: int) -> bytes:
+    body = [GOOD.replace("P1", f"P{i}").replace("T1", f"T{i}") for i in range(rows)]
+    return ("\n".join([HEADER, *body]) + "\n").encode()
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_a_damaged_extract_is_refused_with_a_reason_never_a_crash(tmp_path: Path, data: st.DataObject) -> None:
+    """Whole or in blocks, a damaged extract (cut short, bytes overwritten, a cell replaced, a line
+    dropped or repeated) is read or refused as InputFileError: a row cut short after its first
+    field raised Polars' SchemaError, and the header alone made the block reader concat nothing."""
+    path = tmp_path / "payments.csv"
+    path.write_bytes(data.draw(damage(_extract(6))))
+    for read in (read_internal, lambda p: list(read_internal_blocks(p, 200))):
+        try:
+            read(path)
+        except InputFileError as exc:
+            assert exc.reason and exc.line >= 0

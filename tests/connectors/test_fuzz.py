@@ -9,6 +9,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from damaged_files import damage
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -28,8 +29,6 @@ CHANNELS = {
     "wechatpay": ("wechatpay", RULES_DIR),
     "payrecon_csv": ("cardusd", BENCH_RULES),
 }
-# Cells a damaged or hostile file may hold where a value should be.
-NASTY = ["", "soon", "1e3", "NaN", "-", "9" * 25, "0.0000001", "\u00ff\u00fe", '"', "\t", "2026-13-45", "#TOTAL"]
 
 
 def _lines(rule: Rule) -> list[StatementLine]:
@@ -42,32 +41,6 @@ def _lines(rule: Rule) -> list[StatementLine]:
         out.append(StatementLine(rule.channel, "", DAY, "", "", i, lt, f"TX{i:04d}", f"P{i:04d}", gross, fee,
                                  gross - fee, rule.currency, booked, DAY, next(iter(rule.status_map))))  # fmt: skip
     return out
-
-
-@st.composite
-def damage(draw: st.DrawFn, data: bytes) -> bytes:
-    """`data` with one kind of damage."""
-    kind = draw(st.sampled_from(["truncate", "overwrite", "cell", "drop_line", "repeat_line"]))
-    if kind == "truncate":
-        return data[: draw(st.integers(0, max(0, len(data) - 1)))]
-    if kind == "overwrite":
-        at = draw(st.integers(0, max(0, len(data) - 1)))
-        junk = draw(st.binary(min_size=1, max_size=8))
-        return data[:at] + junk + data[at + len(junk) :]
-    lines = data.split(b"\n")
-    row = draw(st.integers(0, len(lines) - 1))
-    if kind == "drop_line":
-        return b"\n".join(lines[:row] + lines[row + 1 :])
-    if kind == "repeat_line":
-        return b"\n".join(lines[: row + 1] + lines[row:])
-    # One value between separators replaced by a nasty one.
-    separator = b"," if lines[row].count(b",") >= lines[row].count(b">") else b">"
-    cells = lines[row].split(separator)
-    at = draw(st.integers(0, len(cells) - 1))
-    nasty = draw(st.sampled_from(NASTY)).encode("utf-8")
-    cells[at] = nasty + b"<" + cells[at].split(b"<", 1)[1] if separator == b">" and b"<" in cells[at] else nasty
-    lines[row] = separator.join(cells)
-    return b"\n".join(lines)
 
 
 @pytest.mark.parametrize("fmt", sorted(CHANNELS))

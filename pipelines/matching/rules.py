@@ -162,14 +162,40 @@ def _key_lines(node: yaml.Node, prefix: str = "") -> dict[str, int]:
     return lines
 
 
+def _unreadable_scalar(node: yaml.Node, prefix: str = "") -> tuple[str, int] | None:
+    """The key path and 1-based line of the first plain scalar under `node` that YAML cannot
+    construct (a date like `2026-13-45`), or None."""
+    if isinstance(node, yaml.ScalarNode):
+        try:
+            yaml.safe_load(node.value) if node.style is None else None
+        except (yaml.YAMLError, ValueError):
+            return prefix or "<root>", node.start_mark.line + 1
+        return None
+    children: list[tuple[str, yaml.Node]] = []
+    if isinstance(node, yaml.MappingNode):
+        children = [(f"{prefix}.{k.value}" if prefix else str(k.value), v) for k, v in node.value]
+    elif isinstance(node, yaml.SequenceNode):
+        children = [(f"{prefix}.{i}" if prefix else str(i), item) for i, item in enumerate(node.value)]
+    for path, child in children:
+        found = _unreadable_scalar(child, path)
+        if found is not None:
+            return found
+    return None
+
+
 def parse_rule(text: str, path: Path | str = "<rule>") -> Rule:
     """Parse and validate one rule file's text; raise RuleError naming the line and key."""
+    node: yaml.Node | None = None
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
         data: Any = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         raise RuleError(path, (mark.line + 1) if mark else 0, "<yaml>", str(exc)) from None
+    except ValueError as exc:
+        # A plain scalar that YAML reads as a date or time that does not exist (`2026-13-45`).
+        key, line = (_unreadable_scalar(node) if node is not None else None) or ("<yaml>", 0)
+        raise RuleError(path, line, key, f"not a valid value: {exc}") from None
     if not isinstance(data, dict):
         raise RuleError(path, 1, "<root>", "a rule file is a mapping of keys to values")
     lines = _key_lines(node) if node is not None else {}
@@ -190,7 +216,13 @@ def parse_rule(text: str, path: Path | str = "<rule>") -> Rule:
 
 def load_rule_file(path: Path | str) -> Rule:
     path = Path(path)
-    rule = parse_rule(path.read_text(encoding="utf-8"), path)
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise RuleError(path, line, "<encoding>", f"not UTF-8 at byte {exc.start}") from None
+    rule = parse_rule(text, path)
     if path.stem != rule.channel:
         raise RuleError(path, 0, "channel", f"file {path.name} must be named after its channel {rule.channel!r}")
     return rule

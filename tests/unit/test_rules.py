@@ -5,6 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from damaged_files import damage
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from pipelines.matching.rules import RULES_DIR, RuleError, load_rule_file, load_rules, parse_rule
 from pipelines.records import BizType, PaymentStatus
@@ -67,3 +70,31 @@ def test_expected_fee_follows_the_contract() -> None:
     assert rules["alipay"].fees.expected_fee(BizType.WITHDRAW, 1) == 10  # minimum
     assert rules["alipay"].fees.expected_fee(BizType.WITHDRAW, 10**9) == 2500  # maximum
     assert rules["alipay"].fees.expected_fee(BizType.REFUND, 10000) == 0  # not contracted
+
+
+def test_a_date_that_does_not_exist_names_its_key_and_line() -> None:
+    """YAML reads `2026-13-45` as a date and raises ValueError, which used to escape the loader."""
+    text = ALIPAY.replace("rule_id: alipay-cny", "rule_id: 2026-13-45")
+    assert text != ALIPAY
+    with pytest.raises(RuleError) as err:
+        parse_rule(text, "rules/alipay.yaml")
+    assert (err.value.key, err.value.line) == ("rule_id", _line_of(text, "rule_id"))
+
+
+def test_a_rule_file_that_is_not_utf8_names_its_line(tmp_path: Path) -> None:
+    path = tmp_path / "alipay.yaml"
+    path.write_bytes(ALIPAY.encode("utf-8").replace(b"rule_id: alipay-cny", b"rule_id: \xff"))
+    with pytest.raises(RuleError) as err:
+        load_rule_file(path)
+    assert (err.value.key, err.value.line) == ("<encoding>", _line_of(ALIPAY, "rule_id"))
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_a_damaged_rule_file_is_refused_as_rule_error_never_a_crash(tmp_path: Path, data: st.DataObject) -> None:
+    path = tmp_path / "alipay.yaml"
+    path.write_bytes(data.draw(damage(ALIPAY.encode("utf-8"))))
+    try:
+        load_rule_file(path)
+    except RuleError as exc:
+        assert exc.line >= 0 and exc.key

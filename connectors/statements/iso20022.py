@@ -143,6 +143,8 @@ def read_xml(
         if stack and reason == "bad_xml" and exc.lineno >= data.count(b"\n"):
             reason = "truncated"
         raise refuse(path, exc.lineno, reason, str(exc)) from None
+    except LookupError as exc:  # an XML declaration naming an encoding Python does not know
+        raise refuse(path, 1, "encoding", f"the XML declaration names an unknown encoding: {exc}") from None
     finally:
         # The handlers close over the parser (for its line number) and the tree: a reference
         # cycle, which kept the whole tree alive until the cyclic collector traced all of it (a

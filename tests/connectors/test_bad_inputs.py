@@ -176,6 +176,14 @@ def test_xml_entity_declarations_are_refused(tmp_path: Path) -> None:
     assert (err.reason, err.line) == ("bad_xml", 2)
 
 
+def test_an_xml_declaration_naming_an_unknown_encoding_is_refused(tmp_path: Path) -> None:
+    """expat asks Python for the codec and gets LookupError, which used to escape the parser."""
+    text = _camt(tmp_path).replace('encoding="UTF-8"', 'encoding="ATF-8"', 1)
+    assert 'encoding="ATF-8"' in text
+    err = _refused("camt053", _put(tmp_path, "e.xml", text))
+    assert (err.reason, err.line) == ("encoding", 1)
+
+
 def test_bai2_trailer_that_disagrees_and_missing_trailer(tmp_path: Path) -> None:
     src = (Path(__file__).parent / "fixtures/bai2/moj_svb_us_example.bai2").read_text()
     err = _refused("bai2", _put(tmp_path, "a.bai2", src.replace("49,138884258,7/", "49,138884259,7/")))

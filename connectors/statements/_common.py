@@ -231,6 +231,12 @@ def unzip_member(
     return info.filename, out.getvalue()
 
 
+def whole_number(text: str) -> int | None:
+    """`text` as a non-negative integer when it is ASCII digits only, else None. Not
+    `str.isdigit()` alone: it also accepts digits int() refuses ('²') or reads ('٣')."""
+    return int(text) if text.isascii() and text.isdigit() else None
+
+
 def csv_fields(path: Path, line: int, text: str) -> list[str]:
     """The fields of one CSV line of `path` (its line number `line`); a line the csv module cannot
     read (a carriage return inside a field, a stray quote) refuses the file as `bad_record` there."""

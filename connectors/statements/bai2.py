@@ -34,7 +34,15 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 
 from connectors.statements import ParsedFile, StatementError, StatementFormat, register
-from connectors.statements._common import ControlCheck, ControlPolicy, build_frame, decode, read_bytes, refuse
+from connectors.statements._common import (
+    ControlCheck,
+    ControlPolicy,
+    build_frame,
+    decode,
+    read_bytes,
+    refuse,
+    whole_number,
+)
 from connectors.statements.intake import sha256_bytes
 from pipelines.money import MoneyError, check_currency
 from pipelines.records import LineType
@@ -182,7 +190,8 @@ def read_details(path: Path, data: bytes, ctl: ControlCheck | None = None) -> tu
                 continue
             acct_records += n
             if rec.code == "16":
-                type_code = int(f[0]) if f[0].strip().isdigit() else -1
+                type_code = whole_number(f[0].strip())
+                type_code = -1 if type_code is None else type_code
                 amount = _int(path, f[1], rec.line, "16 amount")
                 acct_total += amount
                 funds = f[2].strip()

@@ -75,6 +75,7 @@ from connectors.statements._common import (
     refuse,
     split_lines,
     timestamps,
+    whole_number,
 )
 from connectors.statements.intake import sha256_bytes
 from pipelines.money import AMOUNT_MINOR_MAX, MoneyError, exponent
@@ -320,9 +321,10 @@ def parse(
 
 
 def _count(path: Path, line: int, fields: list[str]) -> int:
-    if len(fields) < 2 or not fields[1].strip().isdigit():
+    count = whole_number(fields[1].strip()) if len(fields) >= 2 else None
+    if count is None:
         raise refuse(path, line, "bad_record", f"{fields[0]} needs a record count, found {fields[1:]}")
-    return int(fields[1])
+    return count
 
 
 def _check_footers(

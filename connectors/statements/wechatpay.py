@@ -63,6 +63,7 @@ from connectors.statements._common import (
     split_fields,
     split_lines,
     timestamps,
+    whole_number,
 )
 from connectors.statements.intake import sha256_bytes
 from pipelines.money import exponent, format_amount
@@ -185,9 +186,10 @@ def parse(
     if any(not c.startswith("`") for c in cells):
         raise refuse(path, summary_line, "bad_record", "summary values must start with a backtick")
     cells = [c[1:] for c in cells]
-    if not cells[0].isdigit():
+    count = whole_number(cells[0])
+    if count is None:
         raise refuse(path, summary_line, "bad_record", f"总交易单数 {cells[0]!r} is not a count")
-    got = {"总交易单数": int(cells[0])}
+    got = {"总交易单数": count}
     sums = {"总交易单数": n}
     ctl_series = pl.Series("summary", cells[1:], dtype=pl.String)
     ctl_lines = pl.Series([summary_line] * len(ctl_series), dtype=pl.Int64)
@@ -277,7 +279,7 @@ def _parse_fundflow(
         raise refuse(path, int(bad[0]) + 2, "bad_line_type", f"收支类型 {direction[int(bad[0])]!r}")
     income = direction == "收入"
     summary_line = len(lines)
-    if not all(c.isdigit() for c in (cells[0], cells[1], cells[3])):
+    if any(whole_number(c) is None for c in (cells[0], cells[1], cells[3])):
         raise refuse(path, summary_line, "bad_record", f"counts {cells[0]!r}, {cells[1]!r}, {cells[3]!r}")
     ctl = amounts(path, pl.Series([cells[2], cells[4]]), pl.Series([summary_line] * 2), "CNY", channel, "summary")
     declared = (int(cells[0]), int(cells[1]), int(ctl[0]), int(cells[3]), int(ctl[1]))

@@ -81,3 +81,13 @@ def test_a_damaged_real_file_is_read_or_refused_never_a_crash(source: Path, data
             get_format(fmt).parse(damaged, channel="bank")
         except StatementError as exc:
             assert exc.reason and exc.line >= 0 and exc.path == str(damaged), exc
+
+
+def test_a_count_is_ascii_digits_only() -> None:
+    """`str.isdigit()` accepts '²' (int() refuses it: a PayPal footer `4²` crashed the parser) and
+    '٣' (int() reads it as 3); counts in files are ASCII digits or refused."""
+    from connectors.statements._common import whole_number
+
+    assert [whole_number(t) for t in ("0", "42", "4²", "٣", "", " 4", "-1", "4\x1c")] == [
+        0, 42, None, None, None, None, None, None,
+    ]  # fmt: skip

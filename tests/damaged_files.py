@@ -3,7 +3,23 @@ its reason (a StatementError or InputFileError), never crashing on it."""
 
 from __future__ import annotations
 
+import os
+from typing import Any
+
+from hypothesis import settings
 from hypothesis import strategies as st
+
+
+def fuzz_settings(examples: int, **kwargs: Any) -> settings:
+    """How hard a fuzz test looks. By default `examples` fixed examples (derandomized), so a run of
+    the suite never fails on damage it happened to draw this time. `PAYRECON_FUZZ_EXAMPLES=N`
+    draws N random examples a test instead (vary them with `--hypothesis-seed`): that is how new
+    crashes are found, and each one found becomes a fix and a test."""
+    explore = os.environ.get("PAYRECON_FUZZ_EXAMPLES")
+    return settings(
+        max_examples=int(explore) if explore else examples, derandomize=not explore, deadline=None, **kwargs
+    )
+
 
 # Cells a damaged or hostile file may hold where a value should be.
 NASTY = ["", "soon", "1e3", "NaN", "-", "9" * 25, "0.0000001", "\u00ff\u00fe", '"', "\t", "2026-13-45", "#TOTAL"]

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from damaged_files import damage
+from damaged_files import damage, fuzz_settings
 from frames import lines
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, given
 from hypothesis import strategies as st
 
 from connectors.statements import ParsedFile, StatementError
@@ -211,7 +211,7 @@ def _extract(rows: int) -> bytes:
     return ("\n".join([HEADER, *body]) + "\n").encode()
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@fuzz_settings(300, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data())
 def test_a_damaged_extract_is_refused_with_a_reason_never_a_crash(tmp_path: Path, data: st.DataObject) -> None:
     """Whole or in blocks, a damaged extract (cut short, bytes overwritten, a cell replaced, a line

@@ -9,8 +9,8 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from damaged_files import damage
-from hypothesis import HealthCheck, given, settings
+from damaged_files import damage, fuzz_settings
+from hypothesis import HealthCheck, given
 from hypothesis import strategies as st
 
 from connectors.statements import StatementError, get_format
@@ -44,7 +44,7 @@ def _lines(rule: Rule) -> list[StatementLine]:
 
 
 @pytest.mark.parametrize("fmt", sorted(CHANNELS))
-@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@fuzz_settings(120, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
 def test_a_damaged_file_is_read_or_refused_never_a_crash(fmt: str, data: st.DataObject) -> None:
     channel, rules_dir = CHANNELS[fmt]
@@ -68,7 +68,7 @@ FIXTURE_FILES = sorted(p for p in FIXTURES.glob("*/*") if p.is_file() and not p.
 
 
 @pytest.mark.parametrize("source", FIXTURE_FILES, ids=lambda p: f"{p.parent.name}/{p.name}")
-@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@fuzz_settings(80, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
 def test_a_damaged_real_file_is_read_or_refused_never_a_crash(source: Path, data: st.DataObject) -> None:
     """The same for the formats without a writer (BAI2, MT940/942, OFX, camt.054) and every other

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from damaged_files import damage
-from hypothesis import HealthCheck, given, settings
+from damaged_files import damage, fuzz_settings
+from hypothesis import HealthCheck, given
 from hypothesis import strategies as st
 
 from pipelines.matching.rules import RULES_DIR, RuleError, load_rule_file, load_rules, parse_rule
@@ -89,7 +89,7 @@ def test_a_rule_file_that_is_not_utf8_names_its_line(tmp_path: Path) -> None:
     assert (err.value.key, err.value.line) == ("<encoding>", _line_of(ALIPAY, "rule_id"))
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@fuzz_settings(200, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data())
 def test_a_damaged_rule_file_is_refused_as_rule_error_never_a_crash(tmp_path: Path, data: st.DataObject) -> None:
     path = tmp_path / "alipay.yaml"

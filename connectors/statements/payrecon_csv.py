@@ -18,8 +18,9 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import os
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
@@ -175,6 +176,26 @@ def _edges(path: Path, size: int) -> tuple[bytes, str, int] | None:
     return head, trailer, tail_at + cut + 1
 
 
+def _hashed_read(
+    path: Path, before: os.stat_result, read: Callable[[], pl.DataFrame]
+) -> tuple[pl.DataFrame, Future[str]] | None:
+    """`read()` of the file by its path while a thread hashes the file: (the frame, the hash to
+    come), or None when Polars refuses the bytes (the in-memory read then names the defect)."""
+    digest = _HASHER.submit(file_sha256, path)
+    try:
+        return read(), digest
+    except pl.exceptions.PolarsError:
+        digest.result()
+        return None
+    except OSError:
+        # Polars reads the size it found when it opened the file: cut short meanwhile, the read
+        # fails ("failed to fill whole buffer"). That is a file still being written, not a defect.
+        digest.result()
+        if changed_since(path, before):
+            raise _changed_error(path) from None
+        raise
+
+
 def _read_mapped(path: Path) -> _Read | None:
     """The usual case, read without holding the file in memory: Polars reads the file from disk
     by its path, trailer included, and the last row it gives must be that trailer
@@ -189,19 +210,10 @@ def _read_mapped(path: Path) -> _Read | None:
         return None
     _, trailer, trailer_at = edges
     parts = trailer.split(",")
-    digest = _HASHER.submit(file_sha256, path)
-    try:
-        frame = pl.read_csv(path, schema=_STRINGS, has_header=True)
-    except pl.exceptions.PolarsError:
-        digest.result()
+    read = _hashed_read(path, before, lambda: pl.read_csv(path, schema=_STRINGS, has_header=True))
+    if read is None:
         return None
-    except OSError:
-        # Polars reads the size it found when it opened the file: cut short meanwhile, the read
-        # fails ("failed to fill whole buffer"). That is a file still being written, not a defect.
-        digest.result()
-        if changed_since(path, before):
-            raise _changed_error(path) from None
-        raise
+    frame, digest = read
     # Polars reads the trailer as a short row: its five values, then nulls (an empty value as null).
     expected = (*(part or None for part in parts), *(None,) * (len(HEADER) - len(parts)))
     if frame.height == 0 or frame.row(frame.height - 1) != expected:
@@ -328,18 +340,10 @@ def _typed_by_path(path: Path, channel: str) -> _Typed | None:
         exp = exponent(currency, channel)
     except MoneyError:
         return None
-    digest = _HASHER.submit(file_sha256, path)
-    try:
-        frame = _scan_typed(path, exp)
-    except pl.exceptions.PolarsError:
-        digest.result()
+    read = _hashed_read(path, before, lambda: _scan_typed(path, exp))
+    if read is None:
         return None
-    except OSError:
-        # Cut short while Polars read it ("failed to fill whole buffer"): still being written.
-        digest.result()
-        if changed_since(path, before):
-            raise _changed_error(path) from None
-        raise
+    frame, digest = read
     parts = trailer.split(",")
     n = frame.height - 1
     last = frame.row(n, named=True) if n >= 0 else {}

@@ -40,7 +40,15 @@ from typing import Any
 from xml.parsers import expat
 
 from connectors.statements import ParsedFile
-from connectors.statements._common import ControlCheck, ControlPolicy, build_frame, gc_paused, read_bytes, refuse
+from connectors.statements._common import (
+    ControlCheck,
+    ControlPolicy,
+    build_frame,
+    gc_paused,
+    read_bytes,
+    refuse,
+    whole_number,
+)
 from connectors.statements.intake import sha256_bytes
 from pipelines.money import MoneyError, parse_amount
 from pipelines.records import LineType
@@ -102,9 +110,8 @@ def read_xml(
 
     `consume(node, ancestors)`, when given, is called as each `consume_tag` element ends, with
     the elements it is inside (the root first); when it returns True the element is taken out of
-    the tree. A
-    statement's entries are read this way as they end, so the tree never holds more than one
-    entry (whole, a statement of 243,449 entries held 2.4 GB of Nodes)."""
+    the tree. A statement's entries are read this way as they end, so the tree never holds more
+    than one entry (whole, a statement of 243,449 entries held 2.4 GB of Nodes)."""
     root: list[Node] = []
     stack: list[Node] = []
     parser = expat.ParserCreate(namespace_separator="}")
@@ -359,11 +366,12 @@ class _Reader:
             picked = [v for v in nets if mask is None or (v >= 0) == (mask > 0)]
             count = node.findtext("NbOfNtries")
             if count is not None:
-                if not (count.isascii() and count.isdigit()):
+                declared = whole_number(count)
+                if declared is None:
                     raise refuse(
                         self.path, node.line, "bad_record", f"TxsSummry {key}/NbOfNtries {count!r} is no count"
                     )
-                checks.append((f"{key}/NbOfNtries", node, int(count), len(picked)))
+                checks.append((f"{key}/NbOfNtries", node, declared, len(picked)))
             if node.find("Sum") is not None:
                 total, _ = self.amount(node.find("Sum"), node, f"{key}/Sum", currency)
                 checks.append((f"{key}/Sum", node, total, sum(abs(v) for v in picked)))

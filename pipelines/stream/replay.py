@@ -69,8 +69,12 @@ def read_events(path: Path) -> Iterator[StreamRecord]:
     """The records of an events.jsonl file in file order; a bad line raises ReplayError naming it."""
     if not path.exists():
         raise ReplayError(path, 0, "no such file: simulate the day first (payrecon simulate --out ROOT ...)")
-    with open(path, encoding="utf-8") as fh:
-        for line_no, line in enumerate(fh, start=1):
+    with open(path, "rb") as fh:
+        for line_no, raw in enumerate(fh, start=1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise ReplayError(path, line_no, f"not UTF-8 at byte {exc.start} of the line") from None
             if not line.strip():
                 continue
             try:
@@ -98,7 +102,7 @@ def read_events(path: Path) -> Iterator[StreamRecord]:
 
 
 def count_events(path: Path) -> int:
-    with open(path, encoding="utf-8") as fh:
+    with open(path, "rb") as fh:  # bytes: a line that is not UTF-8 is read_events' to name
         return sum(1 for line in fh if line.strip())
 
 

@@ -1,0 +1,6 @@
+"""tests/ on the path, for the shared helpers there (damaged_files.py)."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))

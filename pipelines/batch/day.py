@@ -36,7 +36,7 @@ from typing import Any
 import duckdb
 import polars as pl
 
-from connectors.statements import StatementError
+from connectors.statements import ParsedFile, StatementError
 from connectors.warehouse import OUTBOX_COLUMNS, PENDING_COLUMNS, Warehouse
 from pipelines.batch import gates
 from pipelines.batch.engine import ENGINE_BREAK_SCHEMA, ChannelResult, match_channel
@@ -297,7 +297,7 @@ def _quarantine(paths: DayPaths, channel: str, path: Path, exc: StatementError, 
     return entry
 
 
-def _parse_or_refuse(path: Path, rule: Rule, day: date) -> tuple[Any, pl.DataFrame]:
+def _parse_or_refuse(path: Path, rule: Rule, day: date) -> tuple[ParsedFile, pl.DataFrame]:
     """`parse_channel_file`, with a failure the parser does not name (a bug of ours on a file it
     did not foresee) refused as `parser_error`: the file is quarantined, with the exception, and
     the day goes on with the channel's other files and the other channels. An OSError (the disk,

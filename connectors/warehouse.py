@@ -300,8 +300,11 @@ class Warehouse:
         `outbox`: OUTBOX_COLUMNS (inserted once per task_id, never replaced). `reconciled` False
         when the channel's files were refused: then no break is closed for not being seen.
         Break state: a new break opens (first seen today); a break seen again keeps its first-seen
-        date, and reopens when it was closed on or before today; an OPEN or REPAIRING break of
-        this channel last seen before today and not seen today is closed (compare-and-set).
+        date, and reopens when it was closed on or before today. A run judges only its own day's
+        records, so it closes only what its day reported before: an OPEN or REPAIRING break this
+        channel reported for this date, not seen in this rerun and reported for no other date, is
+        closed (compare-and-set). Breaks of earlier days stay open, and age, until a rerun of
+        their day no longer finds them or their status is moved (repair, write-off).
         """
         con = self.con
         con.execute("BEGIN TRANSACTION").fetchall()
@@ -336,9 +339,12 @@ class Warehouse:
                 for expected in ("OPEN", "REPAIRING"):
                     self.execute(
                         """UPDATE breaks SET status = 'CLOSED', status_date = ?
-                           WHERE channel = ? AND status = ? AND last_seen_date < ?
-                             AND break_id NOT IN (SELECT break_id FROM day_breaks)""",
-                        [d, channel, expected, d],
+                           WHERE channel = ? AND status = ?
+                             AND break_id IN (SELECT break_id FROM break_history WHERE business_date = ? AND channel = ?)
+                             AND break_id NOT IN (SELECT break_id FROM day_breaks)
+                             AND break_id NOT IN (
+                                 SELECT break_id FROM break_history WHERE business_date <> ? AND channel = ?)""",
+                        [d, channel, expected, d, channel, d, channel],
                     )
             self.execute("DELETE FROM break_history WHERE business_date = ? AND channel = ?", [d, channel])
             self.execute(
@@ -379,6 +385,24 @@ class Warehouse:
             WHERE business_date = ? AND list_contains(?, channel)
             ORDER BY channel, kind, payment_id NULLS FIRST, channel_txn_id NULLS FIRST, break_id"""
         return self.frame(query, [business_date, channels])
+
+    def open_breaks(self, business_date: date, channels: list[str]) -> pl.DataFrame:
+        """The breaks of `channels` still open on `business_date` (HISTORY_COLUMNS): every break
+        reported on that day or before and not closed, written off or resolved on or before it,
+        as its latest report up to that day says, `age_days` counted to `business_date`. A later
+        day's events do not change it, so a rerun of the day reports the same rows. Sorted like
+        `breaks_of_day`."""
+        columns = ", ".join(
+            "date_diff('day', h.first_seen_date, ?::DATE) AS age_days" if c == "age_days" else f"h.{c}"
+            for c in HISTORY_COLUMNS
+        )
+        query = f"""
+            SELECT {columns} FROM break_history h JOIN breaks s USING (break_id)
+            WHERE h.business_date <= ? AND list_contains(?, h.channel)
+              AND (s.status IN ('OPEN', 'REPAIRING') OR s.status_date > ?)
+            QUALIFY row_number() OVER (PARTITION BY h.break_id ORDER BY h.business_date DESC) = 1
+            ORDER BY h.channel, h.kind, h.payment_id NULLS FIRST, h.channel_txn_id NULLS FIRST, h.break_id"""
+        return self.frame(query, [business_date, business_date, channels, business_date])
 
     def closed_on(self, business_date: date, channel: str) -> int:
         rows = self.execute(

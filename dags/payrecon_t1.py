@@ -3,7 +3,8 @@
     plan ─▶ stage_internal (returns the channels) ─▶ channel[c] (mapped per channel):
                                 wait_for_files ─▶ take_in (parse, validate, stage) ─▶ reconcile
                                 (match, persist breaks and the outbox in one transaction)
-                             ─▶ report (breaks.csv, breaks.parquet, summary.json, report.xlsx/html)
+                             ─▶ report (breaks.csv/.parquet, open_breaks.csv/.parquet, summary.json,
+                                         report.xlsx/html)
 
 The business date is the run's logical date (a daily schedule reconciles the day its interval
 covers) or the `business_date` param. Every task writes a partition keyed by business date and

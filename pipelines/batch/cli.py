@@ -44,7 +44,8 @@ def recon(
     ),
 ) -> None:
     """Reconcile one business day: our records against every channel's files, with carry-forward
-    across days; writes breaks.csv, breaks.parquet, summary.json, report.xlsx and report.html."""
+    across days; writes breaks.csv and .parquet (the day's), open_breaks.csv and .parquet (every break
+    still open, earlier days' included), summary.json, report.xlsx and report.html."""
     from pipelines.batch.day import run_day
 
     day = _date(business_date)

@@ -9,8 +9,9 @@ Three steps, so that `payrecon recon` and the Airflow DAG run exactly the same c
    match against our staged records plus yesterday's pending set, decide repair actions, and
    persist breaks, pending set, outbox and counts in one warehouse transaction.
 3. `finalize_day`: read the day's results of the channels back from the warehouse and write
-   `OUT/<date>/breaks.csv`, `breaks.parquet`, `summary.json`, then the reports and one set of Data
-   Docs for the whole day (`OUT/<date>/data_docs/`, from the gate results steps 1 and 2 kept).
+   `OUT/<date>/breaks.csv`, `breaks.parquet`, `open_breaks.csv`, `open_breaks.parquet`,
+   `summary.json`, then the reports and one set of Data Docs for the whole day
+   (`OUT/<date>/data_docs/`, from the gate results steps 1 and 2 kept).
 
 Nothing reads the clock: every date comes from the business date, so a rerun writes the same bytes.
 
@@ -435,6 +436,11 @@ def _risk(breaks: pl.DataFrame) -> pl.Expr:
     )
 
 
+def _risk_by_currency(breaks: pl.DataFrame) -> dict[str, int]:
+    risk = breaks.group_by("currency").agg(_risk(breaks).sum().alias("risk")).sort("currency")
+    return {row[0]: int(row[1]) for row in risk.iter_rows()}
+
+
 @dataclass
 class ChannelDay:
     """A channel's day as persisted: its entry of summary.json (its breaks: `Warehouse.breaks_of_day`)."""
@@ -619,13 +625,21 @@ def _outputs_engine(engine: str, summary: dict[str, Any]) -> str:
 
 
 def finalize_day(wh: Warehouse, paths: DayPaths, channels: list[str]) -> dict[str, Path]:
-    """Write the day's breaks.csv, breaks.parquet and summary.json (then the quality report of the
-    outputs and the finance reports); returns the paths written by name."""
+    """Write the day's breaks.csv and .parquet, open_breaks.csv and .parquet (every break of the
+    channels still open on the day) and summary.json (then the quality report of the outputs and
+    the finance reports); returns the paths written by name."""
     day = paths.business_date
     breaks = wh.breaks_of_day(day, channels).cast(BREAKS_SCHEMA)  # type: ignore[arg-type]
     summary = build_summary(wh, day, channels)
-    risk = breaks.group_by("currency").agg(_risk(breaks).sum().alias("risk")).sort("currency")
-    summary["amount_at_risk_minor_by_currency"] = {row[0]: int(row[1]) for row in risk.iter_rows()}
+    summary["amount_at_risk_minor_by_currency"] = _risk_by_currency(breaks)
+    # Every break of these channels still open on the day, earlier days' included: what finance
+    # follows until it is repaired or written off (the reports' aging is of these).
+    open_breaks = wh.open_breaks(day, channels).cast(BREAKS_SCHEMA)  # type: ignore[arg-type]
+    summary["open_breaks"] = {
+        "count": open_breaks.height,
+        "from_earlier_days": open_breaks.filter(pl.col("business_date") < day).height,
+        "amount_at_risk_minor_by_currency": _risk_by_currency(open_breaks),
+    }
     for side_counts in summary["channels"].values():
         for side in ("internal", "channel"):
             c = side_counts[side]
@@ -635,10 +649,13 @@ def finalize_day(wh: Warehouse, paths: DayPaths, channels: list[str]) -> dict[st
     written = {
         "breaks.csv": out / "breaks.csv",
         "breaks.parquet": out / "breaks.parquet",
+        "open_breaks.csv": out / "open_breaks.csv",
+        "open_breaks.parquet": out / "open_breaks.parquet",
         "summary.json": out / "summary.json",
     }
-    breaks.write_csv(written["breaks.csv"], date_format="%Y-%m-%d")
-    breaks.write_parquet(written["breaks.parquet"], compression="zstd", statistics=False)
+    for name, frame in (("breaks", breaks), ("open_breaks", open_breaks)):
+        frame.write_csv(written[f"{name}.csv"], date_format="%Y-%m-%d")
+        frame.write_parquet(written[f"{name}.parquet"], compression="zstd", statistics=False)
     written["summary.json"].write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     failures, result = gates.check_outputs(summary, breaks, engine=_outputs_engine(paths.quality_engine, summary))
     if failures:
@@ -649,7 +666,9 @@ def finalize_day(wh: Warehouse, paths: DayPaths, channels: list[str]) -> dict[st
         if docs is not None:
             written["data_docs"] = docs
     history = wh.frame("SELECT * FROM break_history WHERE business_date <= ? ORDER BY business_date, break_id", [day])
-    for path in gates.reports(out, business_date=day, breaks=breaks, summary=summary, history=history):
+    for path in gates.reports(
+        out, business_date=day, breaks=breaks, summary=summary, history=history, open_breaks=open_breaks
+    ):
         written[path.name] = path
     return written
 

@@ -99,12 +99,18 @@ def data_docs(results: list[Any], out_dir: Path) -> Path | None:
 
 
 def reports(
-    day_dir: Path, *, business_date: date, breaks: pl.DataFrame, summary: dict[str, Any], history: pl.DataFrame | None
+    day_dir: Path,
+    *,
+    business_date: date,
+    breaks: pl.DataFrame,
+    summary: dict[str, Any],
+    history: pl.DataFrame | None,
+    open_breaks: pl.DataFrame | None = None,
 ) -> list[Path]:
     report = _module("pipelines.report", "write_reports")
     if report is None:
         return []
     paths: list[Path] = report.write_reports(
-        day_dir, business_date=business_date, breaks=breaks, summary=summary, history=history
+        day_dir, business_date=business_date, breaks=breaks, summary=summary, history=history, open_breaks=open_breaks
     )
     return paths

@@ -14,7 +14,11 @@ summary.json dict agreed with the T+1 engine:
      "breaks_by_kind": {"KIND": n}, "amount_at_risk_minor_by_currency": {"CNY": n},
      "carry_forward": {"pending_in": n, "matched_from_previous": n, "expired_to_breaks": n,
                        "pending_out": n},
-     "breaks_closed": n}
+     "breaks_closed": n,
+     "open_breaks": {"count": n, "from_earlier_days": n, "amount_at_risk_minor_by_currency": {"CNY": n}}}
+
+`open_breaks` (optional; BREAKS_SCHEMA, age_days counted to the business date) is every break
+still open on the day, earlier days' included: the aging and the Open breaks sheet are of it.
 
 `history` (optional) is the breaks as reported on each day up to this one (the warehouse's
 break_history: BREAKS_SCHEMA, `business_date` the reporting day); the report charts and lists it
@@ -57,12 +61,13 @@ def write_reports(
     breaks: pl.DataFrame,
     summary: dict[str, Any],
     history: pl.DataFrame | None = None,
+    open_breaks: pl.DataFrame | None = None,
 ) -> list[Path]:
     """Write `day_dir/report.xlsx` and `day_dir/report.html`; returns [xlsx path, html path].
     Raises ReportInputError when `breaks`, `summary` or `history` do not have the agreed shape."""
     day_dir = Path(day_dir)
     day_dir.mkdir(parents=True, exist_ok=True)
-    model = build(business_date=business_date, breaks=breaks, summary=summary, history=history)
+    model = build(business_date=business_date, breaks=breaks, summary=summary, history=history, open_breaks=open_breaks)
     return [
         _replace(day_dir, "report.xlsx", lambda p: write_xlsx(model, p)),
         _replace(day_dir, "report.html", lambda p: write_html(model, p)),

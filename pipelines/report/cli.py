@@ -32,7 +32,8 @@ def report(
         typer.Option("--history", help="Parquet of breaks as reported per day (the warehouse's break_history)."),
     ] = None,
 ) -> None:
-    """Write DAY_DIR/report.xlsx and DAY_DIR/report.html from DAY_DIR/breaks.parquet and summary.json."""
+    """Write DAY_DIR/report.xlsx and DAY_DIR/report.html from DAY_DIR/breaks.parquet, summary.json
+    and, when there, open_breaks.parquet."""
     import polars as pl
 
     from pipelines.report import ReportInputError, write_reports
@@ -50,8 +51,17 @@ def report(
         raise typer.Exit(2) from None
     breaks = pl.read_parquet(breaks_path)
     earlier = pl.read_parquet(history) if history is not None else None
+    open_path = day_dir / "open_breaks.parquet"
+    open_breaks = pl.read_parquet(open_path) if open_path.is_file() else None
     try:
-        paths = write_reports(day_dir, business_date=business_date, breaks=breaks, summary=summary, history=earlier)
+        paths = write_reports(
+            day_dir,
+            business_date=business_date,
+            breaks=breaks,
+            summary=summary,
+            history=earlier,
+            open_breaks=open_breaks,
+        )
     except ReportInputError as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from None

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import polars as pl
 
-from pipelines.report.model import AGING_BUCKETS, COUNTERS, SIDES, ReportModel, grouped
+from pipelines.report.model import AGING_BUCKETS, COUNTERS, SIDES, ReportModel, grouped, open_by_currency
 from pipelines.report.model import amount_text as _plain_amount
 
 # The breaks table shows this many rows; the rest are in breaks.csv and report.xlsx.
@@ -30,7 +30,7 @@ h1{font-size:22px;margin:0 0 4px} h2{font-size:17px;margin:28px 0 8px;border-bot
 .card .v{font-size:20px;font-weight:600} .card .k{color:#5a6b7f;font-size:12px}
 table{border-collapse:collapse;font-size:13px;margin:6px 0}
 th,td{border:1px solid #d0d7e2;padding:3px 8px;text-align:left;vertical-align:top}
-th{background:#eef2f7} td.n{text-align:right;font-variant-numeric:tabular-nums}
+th{background:#eef2f7} td.n{text-align:right;font-variant-numeric:tabular-nums} td.d{white-space:nowrap}
 .bad{color:#b00020;font-weight:600} .note{color:#5a6b7f;font-size:12px}
 svg text{font-family:inherit;font-size:12px}
 """
@@ -210,6 +210,9 @@ def render(model: ReportModel) -> str:
         (str(model.carry_forward["pending_out"]), "pending, carried forward"),
         (str(model.breaks_closed), "breaks closed"),
     ]
+    earlier = model.open_from_earlier_days
+    if model.open_breaks is not None and earlier is not None:
+        cards.append((str(model.open_breaks.height), f"open breaks, all days ({earlier.height} from earlier days)"))
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
@@ -235,6 +238,8 @@ def render(model: ReportModel) -> str:
         aging_chart(model),
         _aging_table(model),
     ]
+    if model.open_breaks is not None:
+        parts += ["<h2>Open from earlier days</h2>", _open_table(model)]
     if model.history is not None:
         parts += ["<h2>Earlier days</h2>", history_chart(model.history)]
     parts += ["<h2>Quarantined files</h2>", _quarantined_table(model)]
@@ -277,7 +282,51 @@ def _aging_table(model: ReportModel) -> str:
         rows.append(cells)
     if not rows:
         return ""
-    return _table(headers, rows) + '<p class="note">Each cell: number of breaks / amount at risk.</p>'
+    scope = (
+        "the day's breaks"
+        if model.open_breaks is None
+        else "every break still open on this day, earlier days' included"
+    )
+    return _table(headers, rows) + f'<p class="note">Each cell: number of breaks / amount at risk; of {scope}.</p>'
+
+
+def _open_table(model: ReportModel) -> str:
+    """The open breaks reported on earlier days: oldest first, then by currency, the largest amount
+    at risk first (amounts of different currencies are not compared)."""
+    earlier = model.open_from_earlier_days
+    assert model.open_breaks is not None and earlier is not None
+
+    totals = "; ".join(
+        f"{n} open in {cur}, {amount_text(a, cur)} at risk" for cur, n, a in open_by_currency(model.open_breaks)
+    )
+    if not earlier.height:
+        return f'<p class="note">None. All days: {escape(totals or "no open break")}.</p>'
+    shown = earlier.head(TABLE_ROWS_MAX)
+    headers = ["kind", "channel", "payment_id", "channel_txn_id", "at risk", "currency"]
+    headers += ["first seen", "age", "last reported", "status", "action", "break_id"]
+    rows = [
+        [
+            (b["kind"], ""),
+            (b["channel"], ""),
+            (b["payment_id"] or "", ""),
+            (b["channel_txn_id"] or "", ""),
+            (amount_text(b["at_risk_minor"], b["currency"]), "n"),
+            (b["currency"] or "", ""),
+            (b["first_seen_date"].isoformat(), "d"),
+            (str(b["age_days"]), "n"),
+            (b["business_date"].isoformat(), "d"),
+            (b["status"], ""),
+            (b["action"] or "", ""),
+            (b["break_id"], ""),
+        ]
+        for b in shown.iter_rows(named=True)
+    ]
+    note = (
+        f"{earlier.height} breaks reported on earlier days are still open"
+        + (f"; the {shown.height} oldest shown" if earlier.height > shown.height else "")
+        + f". All days: {totals}. Every open break is in open_breaks.csv and the Open breaks sheet of report.xlsx."
+    )
+    return f'<p class="note">{escape(note)}</p>' + _table(headers, rows)
 
 
 def _quarantined_table(model: ReportModel) -> str:

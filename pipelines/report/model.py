@@ -106,6 +106,15 @@ class ReportModel:
     breaks_closed: int
     breaks: pl.DataFrame
     history: pl.DataFrame | None
+    # Every break still open on the day, earlier days' included (BREAKS_SCHEMA plus at_risk_minor,
+    # `business_date` the day that last reported it; oldest first); None without a warehouse.
+    open_breaks: pl.DataFrame | None = None
+
+    @property
+    def open_from_earlier_days(self) -> pl.DataFrame | None:
+        if self.open_breaks is None:
+            return None
+        return self.open_breaks.filter(pl.col("business_date") < self.business_date)
 
     @property
     def quarantined(self) -> list[dict[str, str]]:
@@ -149,6 +158,17 @@ def with_amount_at_risk(breaks: pl.DataFrame) -> pl.DataFrame:
     )
 
 
+def open_by_currency(open_breaks: pl.DataFrame) -> list[tuple[str, int, int]]:
+    """(currency, open breaks, amount at risk in minor units) per currency of `open_breaks` (with
+    at_risk_minor), sorted by currency."""
+    per = (
+        open_breaks.group_by("currency")
+        .agg(pl.len().alias("n"), pl.col("at_risk_minor").cast(pl.Int128).sum().alias("amount"))
+        .sort("currency")
+    )
+    return [(str(c), int(n), int(a)) for c, n, a in per.iter_rows()]
+
+
 def bucket_of(age_days: int) -> int:
     """The index into AGING_BUCKETS of a break `age_days` old."""
     assert age_days >= 0, age_days
@@ -158,15 +178,31 @@ def bucket_of(age_days: int) -> int:
     raise AssertionError(f"no bucket for {age_days}")
 
 
+def _checked_breaks(frame: pl.DataFrame, what: str) -> pl.DataFrame:
+    frame = check_frame(frame, BREAKS_SCHEMA, what)
+    if frame["age_days"].is_null().any() or (frame["age_days"] < 0).any():
+        raise ReportInputError(f"{what}: age_days must be present and >= 0 on every break")
+    return frame
+
+
 def build(
-    *, business_date: date, breaks: pl.DataFrame, summary: dict[str, Any], history: pl.DataFrame | None
+    *,
+    business_date: date,
+    breaks: pl.DataFrame,
+    summary: dict[str, Any],
+    history: pl.DataFrame | None,
+    open_breaks: pl.DataFrame | None = None,
 ) -> ReportModel:
     """The report's figures from the day's `breaks` (BREAKS_SCHEMA), `summary` (the summary.json
-    dict agreed with the engine) and the optional `history` (break rows as reported per day,
-    BREAKS_SCHEMA; summarised to HISTORY_SCHEMA)."""
-    breaks = check_frame(breaks, BREAKS_SCHEMA, "breaks")
-    if breaks["age_days"].is_null().any() or (breaks["age_days"] < 0).any():
-        raise ReportInputError("breaks: age_days must be present and >= 0 on every break")
+    dict agreed with the engine), the optional `history` (break rows as reported per day,
+    BREAKS_SCHEMA; summarised to HISTORY_SCHEMA) and the optional `open_breaks` (every break still
+    open on the day, BREAKS_SCHEMA with age_days counted to the day). The aging is of
+    `open_breaks` when given, else of the day's breaks."""
+    breaks = _checked_breaks(breaks, "breaks")
+    if open_breaks is not None:
+        open_breaks = _checked_breaks(open_breaks, "open breaks")
+        if (open_breaks["business_date"] > business_date).any():
+            raise ReportInputError(f"open breaks: a break reported after {business_date}")
     if history is not None:
         history = (
             with_amount_at_risk(check_frame(history, BREAKS_SCHEMA, "history"))
@@ -213,9 +249,11 @@ def build(
         by_channel_kind[(channel, kind)] = int(n)
 
     risky = with_amount_at_risk(breaks)
+    open_risky = None if open_breaks is None else with_amount_at_risk(open_breaks)
+    aged = risky if open_risky is None else open_risky
     aging_rows: list[AgingRow] = []
-    if risky.height:
-        bucketed = risky.with_columns(bucket_expr().alias("bucket"))
+    if aged.height:
+        bucketed = aged.with_columns(bucket_expr().alias("bucket"))
         grouped = (
             bucketed.group_by("channel", "currency", "bucket")
             .agg(pl.len().alias("n"), pl.col("at_risk_minor").cast(pl.Int128).sum().alias("amount"))
@@ -245,6 +283,15 @@ def build(
         breaks_closed=int(summary.get("breaks_closed", 0)),
         breaks=risky.sort("channel", "kind", pl.col("age_days"), "break_id", descending=[False, False, True, False]),
         history=history,
+        # Oldest first, then by currency, the largest amount at risk first (minor units of two
+        # currencies are not compared).
+        open_breaks=None
+        if open_risky is None
+        else open_risky.sort(
+            ["age_days", "currency", "at_risk_minor", "break_id"],
+            descending=[True, False, True, False],
+            nulls_last=True,
+        ),
     )
 
 

@@ -3,7 +3,8 @@
 Sheets: Summary (per channel: counters per side, breaks, quarantined files, amount at risk;
 totals per currency; carry-forward), one sheet per break kind (every kind, in the SPEC's order,
 so the workbook's layout never changes from day to day), Aging (count and amount per bucket,
-channel and currency), Quarantined, and History when given.
+channel and currency, of the breaks still open on the day), Open breaks (every break still open,
+earlier days' included, largest first), Quarantined, and History when given.
 
 Amounts: Excel keeps numbers as binary floats, which cannot hold 12.34 exactly, so an amount is
 written twice: as exact major-unit text in the currency's digits (what finance reads) and as an
@@ -22,7 +23,7 @@ import polars as pl
 import xlsxwriter
 
 from pipelines.records import BreakKind
-from pipelines.report.model import AGING_BUCKETS, COUNTERS, SIDES, ReportModel, amount_text
+from pipelines.report.model import AGING_BUCKETS, COUNTERS, SIDES, ReportModel, amount_text, open_by_currency
 
 # A kind's sheet lists its largest breaks first (amount at risk, then age, then break_id) and at
 # most this many, then says how many more there are and where (breaks.csv and breaks.parquet hold
@@ -117,6 +118,8 @@ def write_xlsx(model: ReportModel, path: Path) -> Path:
     for kind in [k.value for k in BreakKind] + [k for k in model.kinds if k not in BreakKind.__members__]:
         _kind_sheet(workbook, styles, model, kind)
     _aging(workbook, styles, model)
+    if model.open_breaks is not None:
+        _open_sheet(workbook, styles, model.open_breaks)
     _quarantined(workbook, styles, model)
     if model.history is not None:
         _history(workbook, styles, model.history)
@@ -167,20 +170,55 @@ def _summary(workbook: Any, styles: dict[str, Any], model: ReportModel) -> None:
         row += 1
         s.cell(row, 0, key.replace("_", " "))
         s.cell(row, 1, value, "int")
+    if model.open_breaks is not None:
+        row += 2
+        s.cell(row, 0, "Open breaks, all days", "header")
+        s.cell(row, 1, "count", "header")
+        s.cell(row, 2, "amount at risk", "header")
+        s.cell(row, 3, "minor units", "header")
+        for currency, n, amount in open_by_currency(model.open_breaks):
+            row += 1
+            s.cell(row, 0, currency)
+            s.cell(row, 1, n, "int")
+            s.cell(row, 2, amount_text(amount, currency), "amount_bold")
+            s.cell(row, 3, amount, "int_bold")
+        earlier = model.open_from_earlier_days
+        row += 1
+        s.cell(row, 0, "of which reported on earlier days")
+        s.cell(row, 1, 0 if earlier is None else earlier.height, "int")
     s.finish()
 
 
 def _kind_sheet(workbook: Any, styles: dict[str, Any], model: ReportModel, kind: str) -> None:
-    s = _Sheet(workbook, kind[:31], styles)
-    names = [c[0] for c in BREAK_COLUMNS]
-    s.header(0, names)
     rows = model.breaks.filter(pl.col("kind") == kind)
-    shown = rows.sort(["at_risk_minor", "age_days", "break_id"], descending=[True, True, False], nulls_last=True).head(
-        SHEET_ROWS_MAX
-    )
+    rows = rows.sort(["at_risk_minor", "age_days", "break_id"], descending=[True, True, False], nulls_last=True)
+    more = "breaks of this kind ({n} in all) are in breaks.csv and breaks.parquet beside this workbook"
+    _break_sheet(workbook, styles, kind[:31], rows, more, BREAK_COLUMNS)
+
+
+def _open_sheet(workbook: Any, styles: dict[str, Any], open_breaks: pl.DataFrame) -> None:
+    more = "open breaks ({n} in all) are in open_breaks.csv and open_breaks.parquet beside this workbook"
+    columns = (*BREAK_COLUMNS[:1], ("kind", "kind", "text"), ("last reported", "business_date", "date"))
+    _break_sheet(workbook, styles, "Open breaks", open_breaks, more, columns + BREAK_COLUMNS[1:])
+
+
+def _break_sheet(
+    workbook: Any,
+    styles: dict[str, Any],
+    name: str,
+    rows: pl.DataFrame,
+    more: str,
+    columns: tuple[tuple[str, str, str], ...],
+) -> None:
+    """A review list of `rows` (with at_risk_minor) in their order: the first SHEET_ROWS_MAX, then
+    how many more there are (`more` formatted with n, the total) and where."""
+    s = _Sheet(workbook, name, styles)
+    names = [c[0] for c in columns]
+    s.header(0, names)
+    shown = rows.head(SHEET_ROWS_MAX)
     r = 0
     for r, record in enumerate(shown.iter_rows(named=True), start=1):
-        for col, (_, source, how) in enumerate(BREAK_COLUMNS):
+        for col, (_, source, how) in enumerate(columns):
             value = record[source]
             if how == "amount":
                 s.cell(r, col, amount_text(value, record["currency"]), "amount")
@@ -193,8 +231,7 @@ def _kind_sheet(workbook: Any, styles: dict[str, Any], model: ReportModel, kind:
         s.cell(
             r + 2,
             0,
-            f"{rows.height - shown.height} more breaks of this kind ({rows.height} in all) are in breaks.csv"
-            " and breaks.parquet beside this workbook",
+            f"{rows.height - shown.height} more " + more.format(n=rows.height),
             "bad",
         )
     s.finish()

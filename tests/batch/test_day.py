@@ -21,7 +21,7 @@ from pipelines.batch.day import DayResult, run_day
 from pipelines.records import BREAKS_CSV_COLUMNS, DEFAULT_ACTION, BreakKind, task_id
 
 DAY2 = START + timedelta(days=1)
-OUTPUTS = ("breaks.csv", "breaks.parquet", "summary.json")
+OUTPUTS = ("breaks.csv", "breaks.parquet", "open_breaks.csv", "open_breaks.parquet", "summary.json")
 
 
 def recon(root: Path, out: Path, day=START, **kw: object) -> DayResult:
@@ -93,8 +93,27 @@ def test_summary_counts_add_up_and_match_breaks(two_days: tuple[Path, list[DayRe
         assert tuple(breaks.columns) == BREAKS_CSV_COLUMNS
         assert breaks.height == sum(s["breaks_by_kind"].values())
         assert breaks["break_id"].is_unique().all()
-    # Day one's breaks were not seen again on day two: closed there.
-    assert results[1].summary["breaks_closed"] == sum(results[0].summary["breaks_by_kind"].values())
+    # Day two judges day two's records only: day one's breaks stay open there, a day older, until
+    # repaired, written off or no longer found by a rerun of day one.
+    day1, day2 = results
+    assert day2.summary["breaks_closed"] == 0
+    n1, n2 = (sum(r.summary["breaks_by_kind"].values()) for r in results)
+    assert day1.summary["open_breaks"]["count"] == n1 and day1.summary["open_breaks"]["from_earlier_days"] == 0
+    assert day2.summary["open_breaks"]["count"] == n1 + n2
+    assert day2.summary["open_breaks"]["from_earlier_days"] == n1
+    open2 = pl.read_csv(day2.outputs["open_breaks.csv"], infer_schema=False)
+    assert tuple(open2.columns) == BREAKS_CSV_COLUMNS and open2.height == n1 + n2
+    breaks1 = pl.read_csv(day1.outputs["breaks.csv"], infer_schema=False)
+    carried = open2.filter(pl.col("business_date") == START.isoformat())
+    assert sorted(carried["break_id"]) == sorted(breaks1["break_id"])
+    # Aged to day two: a break first seen on day one is 1 day old there.
+    ages = dict(zip(breaks1["break_id"], breaks1["age_days"].cast(int), strict=True))
+    assert all(int(a) == ages[b] + 1 for b, a in zip(carried["break_id"], carried["age_days"], strict=True))
+    total = {c: 0 for c in day2.summary["open_breaks"]["amount_at_risk_minor_by_currency"]}
+    for r in results:
+        for c, a in r.summary["amount_at_risk_minor_by_currency"].items():
+            total[c] += a
+    assert day2.summary["open_breaks"]["amount_at_risk_minor_by_currency"] == total
 
 
 def test_rerun_is_byte_identical_and_adds_no_rows(small_days: Path, two_days: tuple[Path, list[DayResult]]) -> None:

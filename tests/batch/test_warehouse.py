@@ -82,32 +82,68 @@ def state(wh: Warehouse, payment_id: str) -> tuple[str, date, date]:
     return rows[0]
 
 
-def test_a_break_seen_again_keeps_its_id_and_ages(tmp_path: Path) -> None:
+def open_ids(wh: Warehouse, day: date) -> dict[str, tuple[date, int]]:
+    """payment_id -> (the day that last reported it, age on `day`) of the breaks open on `day`."""
+    frame = wh.open_breaks(day, ["alipay"])
+    return {p: (d, a) for p, d, a in frame.select("payment_id", "business_date", "age_days").iter_rows()}
+
+
+D4, D6 = D1 + timedelta(days=3), D1 + timedelta(days=5)
+
+
+def test_a_break_stays_open_and_ages_until_its_own_day_no_longer_finds_it(tmp_path: Path) -> None:
     with Warehouse(tmp_path / "w.duckdb") as wh:
         first = save(wh, D1, ["p1", "p2"])
         assert first["age_days"].to_list() == [0, 0] and set(first["status"]) == {"OPEN"}
-        again = save(wh, D1 + timedelta(days=3), ["p1"])
+        again = save(wh, D4, ["p1"])
         row = again.row(0, named=True)
         assert (row["first_seen_date"], row["age_days"], row["status"]) == (D1, 3, "OPEN")
-        assert state(wh, "p2") == ("CLOSED", D1, D1 + timedelta(days=3))
-        # Rerunning the later day changes nothing; rerunning the first day does not reopen p2,
-        # which was closed after it.
-        save(wh, D1 + timedelta(days=3), ["p1"])
-        assert state(wh, "p2") == ("CLOSED", D1, D1 + timedelta(days=3))
+        # D4's run judged D4's records: p2, a break of D1, is still open there, 3 days old.
+        assert state(wh, "p2") == ("OPEN", D1, D1)
+        assert open_ids(wh, D4) == {"p1": (D4, 3), "p2": (D1, 3)}
+        assert open_ids(wh, D1) == {"p1": (D1, 0), "p2": (D1, 0)}
+        save(wh, D4, ["p1"])  # a rerun of the later day changes nothing
+        assert state(wh, "p2") == ("OPEN", D1, D1) and wh.count("break_history") == 3
+        # A rerun of D1 that no longer finds p2 (its input was corrected) closes it; p1, which D4
+        # reported too, stays open.
+        save(wh, D1, ["p1"])
+        assert state(wh, "p2") == ("CLOSED", D1, D1) and state(wh, "p1")[0] == "OPEN"
+        assert open_ids(wh, D4) == {"p1": (D4, 3)}
+        save(wh, D1, [])
+        assert state(wh, "p1")[0] == "OPEN" and open_ids(wh, D1) == {}
+        # Found again by a rerun of its day: reopened, the same rows as the first run.
         rerun = save(wh, D1, ["p1", "p2"])
-        assert rerun.equals(first)
-        assert state(wh, "p2")[0] == "CLOSED"
-        # Seen on a later day again: reopened, first-seen date kept.
-        back = save(wh, D1 + timedelta(days=5), ["p2"])
+        assert rerun.equals(first) and state(wh, "p2") == ("OPEN", D1, D1)
+        # Reported on a later day after it was closed: reopened, first-seen date kept.
+        save(wh, D1, ["p1"])
+        back = save(wh, D6, ["p2"])
         assert (back["first_seen_date"][0], back["age_days"][0]) == (D1, 5)
-        assert state(wh, "p2") == ("OPEN", D1, D1 + timedelta(days=5))
-        assert wh.count("breaks") == 2 and wh.count("break_history") == 4
+        assert state(wh, "p2") == ("OPEN", D1, D6)
+        assert wh.count("breaks") == 2 and wh.count("break_history") == 3
+
+
+def test_the_open_breaks_of_a_day_do_not_change_with_later_events(tmp_path: Path) -> None:
+    """A break written off (or closed) on a later day is still open in an earlier day's list, so a
+    rerun of that day reports the same rows."""
+    with Warehouse(tmp_path / "w.duckdb") as wh:
+        save(wh, D1, ["p1", "p2"])
+        save(wh, D4, [])
+        before = wh.open_breaks(D4, ["alipay"])
+        assert before.height == 2 and before["age_days"].to_list() == [3, 3]
+        wh.execute(
+            "UPDATE breaks SET status = 'WRITTEN_OFF', status_date = ? WHERE payment_id = 'p1' AND status = 'OPEN'",
+            [D6],
+        )
+        assert wh.open_breaks(D4, ["alipay"]).equals(before)
+        assert open_ids(wh, D6) == {"p2": (D1, 5)}
+        assert open_ids(wh, D1 - timedelta(days=1)) == {}
+        assert wh.open_breaks(D6, ["stripe"]).height == 0
 
 
 def test_a_held_channel_closes_nothing(tmp_path: Path) -> None:
     with Warehouse(tmp_path / "w.duckdb") as wh:
         save(wh, D1, ["p1"])
-        save(wh, D1 + timedelta(days=1), [], reconciled=False)
+        save(wh, D1, [], reconciled=False)
         assert state(wh, "p1")[0] == "OPEN"
 
 
@@ -116,7 +152,9 @@ def test_close_is_compare_and_set(tmp_path: Path) -> None:
     with Warehouse(tmp_path / "w.duckdb") as wh:
         save(wh, D1, ["p1"])
         wh.execute("UPDATE breaks SET status = 'WRITTEN_OFF' WHERE payment_id = 'p1' AND status = 'OPEN'")
-        save(wh, D1 + timedelta(days=1), [])
+        save(wh, D1, [])
+        assert state(wh, "p1")[0] == "WRITTEN_OFF"
+        save(wh, D1, ["p1"])
         assert state(wh, "p1")[0] == "WRITTEN_OFF"
 
 

@@ -25,7 +25,7 @@ START = date(2026, 11, 2)
 # and DAG and CLI share every step below the task wrappers.
 DAYS = [START]
 CHANNELS = ["alipay", "jpbank"]
-OUTPUTS = ("breaks.csv", "breaks.parquet", "summary.json")
+OUTPUTS = ("breaks.csv", "breaks.parquet", "open_breaks.csv", "open_breaks.parquet", "summary.json")
 
 
 @pytest.fixture(scope="session")

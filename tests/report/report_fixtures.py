@@ -104,3 +104,18 @@ def history_frame() -> pl.DataFrame:
                 .with_columns(pl.lit(DAY - timedelta(days=d)).alias("business_date"))
             )
     return pl.concat(days).select(list(BREAKS_SCHEMA))
+
+
+def open_frame() -> pl.DataFrame:
+    """The breaks open on DAY: the day's own (`breaks_frame`) and stripe's of three days before,
+    still open (ages counted to DAY; break ids of their own)."""
+    earlier = (
+        breaks_frame()
+        .filter(pl.col("channel") == "stripe")
+        .with_columns(
+            (pl.col("break_id") + "-earlier").alias("break_id"),
+            pl.lit(DAY - timedelta(days=3)).alias("business_date"),
+            (pl.col("age_days") + 3).alias("age_days"),
+        )
+    )
+    return pl.concat([breaks_frame(), earlier]).select(list(BREAKS_SCHEMA))

@@ -4,13 +4,14 @@ with its charts, and byte-identical output for the same inputs."""
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 from pathlib import Path
 
 import polars as pl
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from report_fixtures import CHANNELS, DAY, breaks_frame, history_frame, summary_for
+from report_fixtures import CHANNELS, DAY, breaks_frame, history_frame, open_frame, summary_for
 from report_xlsx_reader import Workbook
 
 from pipelines.records import BreakKind
@@ -272,3 +273,42 @@ def test_html_amounts_are_grouped(tmp_path: Path) -> None:
     text = html.read_text(encoding="utf-8")
     jpy = summary_for(breaks_frame())["amount_at_risk_minor_by_currency"]["JPY"]
     assert f"{jpy:,} JPY" in text
+
+
+def test_with_the_open_breaks_the_aging_is_of_them_and_they_get_a_sheet(tmp_path: Path) -> None:
+    open_breaks = open_frame()
+    earlier = open_breaks.filter(pl.col("business_date") < DAY)
+    assert earlier.height == breaks_frame().filter(pl.col("channel") == "stripe").height > 0
+    xlsx, html = _write(tmp_path, open_breaks=open_breaks)
+    wb = Workbook(xlsx)
+    assert "Open breaks" in wb.names
+    sheet = wb.rows("Open breaks")
+    header = sheet[0]
+    assert len(sheet) - 1 == open_breaks.height
+    assert {r[header.index("break_id")] for r in sheet[1:]} == set(open_breaks["break_id"])
+    last = {r[header.index("break_id")]: r[header.index("last reported")] for r in sheet[1:]}
+    assert all(str(last[b]).startswith((DAY - timedelta(days=3)).isoformat()) for b in earlier["break_id"])
+    # The aging counts every open break: stripe's buckets hold the day's breaks and the earlier ones.
+    rows = wb.rows("Aging")
+    records = {(r[0], r[1]): dict(zip(rows[0], r, strict=False)) for r in rows[1:]}
+    stripe = records[("stripe", "USD")]
+    ages = open_breaks.filter(pl.col("channel") == "stripe")["age_days"].to_list()
+    assert [stripe[f"{b[0]} days: count"] for b in AGING_BUCKETS] == [
+        sum(1 for a in ages if bucket_of(a) == i) for i in range(len(AGING_BUCKETS))
+    ]
+    jp = records[("jpbank", "JPY")]
+    assert [jp[f"{b[0]} days: count"] for b in AGING_BUCKETS] == [2, 2, 3, 2, 2]
+    text = html.read_text(encoding="utf-8")
+    assert "Open from earlier days" in text
+    assert f"{earlier.height} breaks reported on earlier days are still open" in text
+    assert f"({earlier.height} from earlier days)" in text
+    # Without the open breaks (no warehouse), the aging is of the day's breaks and no sheet is added.
+    xlsx2, html2 = _write(tmp_path / "without")
+    assert "Open breaks" not in Workbook(xlsx2).names
+    assert "Open from earlier days" not in html2.read_text(encoding="utf-8")
+
+
+def test_open_breaks_reported_after_the_day_are_refused(tmp_path: Path) -> None:
+    later = open_frame().with_columns(pl.lit(DAY + timedelta(days=1)).alias("business_date"))
+    with pytest.raises(ReportInputError, match="reported after"):
+        _write(tmp_path, open_breaks=later)

@@ -6,9 +6,10 @@ import json
 from pathlib import Path
 
 import typer
-from report_fixtures import breaks_frame, history_frame, summary_for
+from report_fixtures import DAY, breaks_frame, history_frame, open_frame, summary_for
 from typer.testing import CliRunner
 
+from pipelines.report import write_reports
 from pipelines.report.cli import register
 
 
@@ -48,3 +49,20 @@ def test_report_refuses_float_amounts_with_the_column_named(tmp_path: Path) -> N
     result = CliRunner().invoke(_app(), ["report", "--day-dir", str(tmp_path)])
     assert result.exit_code == 2
     assert "delta_minor" in result.output
+
+
+def test_report_reads_the_open_breaks_beside_the_day(tmp_path: Path) -> None:
+    """A day's open_breaks.parquet (written by recon) is read back, so the aging and the Open
+    breaks sheet come out as the run wrote them."""
+    breaks, open_breaks = breaks_frame(), open_frame()
+    breaks.write_parquet(tmp_path / "breaks.parquet")
+    open_breaks.write_parquet(tmp_path / "open_breaks.parquet")
+    summary = summary_for(breaks)
+    (tmp_path / "summary.json").write_text(json.dumps(summary), encoding="utf-8")
+    result = CliRunner().invoke(_app(), ["report", "--day-dir", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    direct = tmp_path / "direct"
+    write_reports(direct, business_date=DAY, breaks=breaks, summary=summary, open_breaks=open_breaks)
+    for name in ("report.xlsx", "report.html"):
+        assert (tmp_path / name).read_bytes() == (direct / name).read_bytes(), name
+    assert b"Open from earlier days" in (tmp_path / "report.html").read_bytes()

@@ -9,8 +9,9 @@ state. It holds:
 - DuckDB tables (schema in `DDL`): `file_log` (every statement file taken in, by sha256: the same
   bytes for another day are a duplicate file), `quarantine_log`, `pending` (the carry-forward set as
   of each business date), `breaks` (one row per break id: its state), `break_history` (each day's
-  breaks as reported), `outbox` (repair tasks until the compensation queue takes them), `run_log`
-  (each channel's counts per day).
+  breaks as reported), `break_status_log` (each status change someone made: `move_break`),
+  `outbox` (repair tasks until the compensation queue takes them), `run_log` (each channel's counts
+  per day).
 
 Every write is keyed by (business date, channel) and replaces what an earlier run of the same day
 wrote, inside one transaction: a rerun gives the same rows, never duplicates (invariant 7). Break
@@ -64,6 +65,9 @@ CREATE TABLE IF NOT EXISTS outbox (
     amount_minor BIGINT NOT NULL, currency VARCHAR NOT NULL, reason VARCHAR NOT NULL,
     requires_approval BOOLEAN NOT NULL, created_at TIMESTAMPTZ NOT NULL, trace_id VARCHAR,
     business_date DATE NOT NULL, channel VARCHAR NOT NULL);
+CREATE TABLE IF NOT EXISTS break_status_log (
+    break_id VARCHAR NOT NULL, seq BIGINT NOT NULL, from_status VARCHAR NOT NULL, to_status VARCHAR NOT NULL,
+    status_date DATE NOT NULL, reason VARCHAR NOT NULL, actor VARCHAR NOT NULL, PRIMARY KEY (break_id, seq));
 CREATE TABLE IF NOT EXISTS run_log (
     business_date DATE NOT NULL, channel VARCHAR NOT NULL, rule_ref VARCHAR NOT NULL, summary VARCHAR NOT NULL,
     PRIMARY KEY (business_date, channel));
@@ -79,6 +83,9 @@ HISTORY_COLUMNS: tuple[str, ...] = (
     "channel_amount_minor", "currency", "delta_minor", "rule_id", "status", "first_seen_date", "age_days",
     "action", "trace_id",
 )  # fmt: skip
+
+# The statuses a person (or the repair loop) moves a break between; PROVISIONAL is the stream's.
+MOVABLE_STATUSES: tuple[str, ...] = ("OPEN", "REPAIRING", "CLOSED", "WRITTEN_OFF")
 
 OUTBOX_COLUMNS: tuple[str, ...] = (
     "task_id", "break_id", "action", "payment_id", "amount_minor", "currency", "reason", "requires_approval",
@@ -347,14 +354,20 @@ class Warehouse:
                         [d, channel, expected, d, channel, d, channel],
                     )
             self.execute("DELETE FROM break_history WHERE business_date = ? AND channel = ?", [d, channel])
+            # The status reported is the break's status on this day: a move dated later (by hand,
+            # logged) reports what it moved from; a close dated later (a rerun of another day) OPEN.
             self.execute(
                 """INSERT INTO break_history
                    SELECT ?, b.break_id, b.kind, b.channel, b.payment_id, b.channel_txn_id, b.internal_amount_minor,
                           b.channel_amount_minor, b.currency, b.delta_minor, b.rule_id,
-                          CASE WHEN s.status = 'CLOSED' THEN 'OPEN' ELSE s.status END, s.first_seen_date,
-                          date_diff('day', s.first_seen_date, ?::DATE), b.action, b.trace_id
-                   FROM day_breaks b JOIN breaks s USING (break_id)""",
-                [d, d],
+                          CASE WHEN s.status_date <= ? THEN s.status
+                               ELSE coalesce(m.before, CASE WHEN s.status = 'CLOSED' THEN 'OPEN' ELSE s.status END)
+                          END,
+                          s.first_seen_date, date_diff('day', s.first_seen_date, ?::DATE), b.action, b.trace_id
+                   FROM day_breaks b JOIN breaks s USING (break_id)
+                   LEFT JOIN (SELECT break_id, arg_min(from_status, seq) AS before FROM break_status_log
+                              WHERE status_date > ? GROUP BY break_id) m USING (break_id)""",
+                [d, d, d, d],
             )
             self.execute(
                 f"INSERT INTO outbox SELECT {', '.join(OUTBOX_COLUMNS)} FROM day_outbox ON CONFLICT (task_id) DO NOTHING"
@@ -403,6 +416,74 @@ class Warehouse:
             QUALIFY row_number() OVER (PARTITION BY h.break_id ORDER BY h.business_date DESC) = 1
             ORDER BY h.channel, h.kind, h.payment_id NULLS FIRST, h.channel_txn_id NULLS FIRST, h.break_id"""
         return self.frame(query, [business_date, business_date, channels, business_date])
+
+    def move_break(
+        self, break_id: str, *, expected: str, to: str, on: date, reason: str, actor: str
+    ) -> tuple[str, str]:
+        """Move a break from status `expected` to `to` as of business date `on` (compare-and-set),
+        logging who did it and why; returns (outcome, the status now): "moved"; "already" when
+        this very change was made before (a retry changes nothing); "conflict" when the break's
+        status is not `expected` (someone or a run moved it first: nothing changes). Raises
+        KeyError for an unknown break, ValueError for a status outside MOVABLE_STATUSES, an empty
+        reason, or a date before the break's first report or its last change."""
+        bad = sorted({expected, to} - set(MOVABLE_STATUSES))
+        if bad or expected == to:
+            raise ValueError(
+                f"a move goes between two different statuses of {', '.join(MOVABLE_STATUSES)}, not {bad or to}"
+            )
+        if not reason.strip() or not actor.strip():
+            raise ValueError("a move needs a reason and who made it")
+        con = self.con
+        con.execute("BEGIN TRANSACTION").fetchall()
+        try:
+            rows = self.execute(
+                "SELECT status, status_date, first_seen_date FROM breaks WHERE break_id = ?", [break_id]
+            )
+            if not rows:
+                raise KeyError(f"no break {break_id} in {self.path}")
+            status, status_date, first_seen = rows[0]
+            last = self.execute(
+                """SELECT from_status, to_status, status_date, reason FROM break_status_log
+                   WHERE break_id = ? ORDER BY seq DESC LIMIT 1""",
+                [break_id],
+            )
+            if status == to and last and last[0] == (expected, to, on, reason):
+                con.execute("ROLLBACK").fetchall()
+                return "already", status
+            if status != expected:
+                con.execute("ROLLBACK").fetchall()
+                return "conflict", status
+            if on < first_seen or on < status_date:
+                raise ValueError(
+                    f"{on} is before the break was first reported ({first_seen}) or last changed ({status_date})"
+                )
+            moved = self.execute(
+                "UPDATE breaks SET status = ?, status_date = ? WHERE break_id = ? AND status = ?",
+                [to, on, break_id, expected],
+            )
+            assert moved[0][0] == 1, moved
+            self.execute(
+                """INSERT INTO break_status_log
+                   SELECT ?, coalesce(max(seq), 0) + 1, ?, ?, ?, ?, ? FROM break_status_log WHERE break_id = ?""",
+                [break_id, expected, to, on, reason, actor, break_id],
+            )
+            con.execute("COMMIT").fetchall()
+        except BaseException:
+            con.execute("ROLLBACK").fetchall()
+            raise
+        return "moved", to
+
+    def break_record(self, break_id: str) -> dict[str, pl.DataFrame]:
+        """What the warehouse knows of one break: its `state` (one row or none), its `reports`
+        (break_history, by day) and its `moves` (break_status_log, in order)."""
+        return {
+            "state": self.frame("SELECT * FROM breaks WHERE break_id = ?", [break_id]),
+            "reports": self.frame(
+                f"SELECT {', '.join(HISTORY_COLUMNS)} FROM break_history WHERE break_id = ? ORDER BY business_date",
+                [break_id],
+            ),
+            "moves": self.frame("SELECT * FROM break_status_log WHERE break_id = ? ORDER BY seq", [break_id]),
+        }
 
     def closed_on(self, business_date: date, channel: str) -> int:
         rows = self.execute(

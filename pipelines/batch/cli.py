@@ -1,4 +1,5 @@
-"""`payrecon recon`: reconcile one business day from files to breaks, summary and report."""
+"""`payrecon recon`: reconcile one business day from files to breaks, summary and report.
+`payrecon breaks show|move`: follow one break, and move it on (write-off, repair) by hand."""
 
 from __future__ import annotations
 
@@ -90,6 +91,110 @@ def recon(
         console.print(f"  {name}: {path}")
 
 
+def _warehouse_file(out_root: Path | None, warehouse: Path | None) -> Path:
+    from pipelines.batch.day import default_warehouse
+
+    if (out_root is None) == (warehouse is None):
+        raise typer.BadParameter("give --out (the recon output folder) or --warehouse, one of them")
+    path = warehouse if warehouse is not None else default_warehouse(Path(out_root or "."))
+    if not path.is_file():
+        console.print(f"[red]error:[/red] no warehouse at {path}; run `payrecon recon` first")
+        raise typer.Exit(2)
+    return path
+
+
+OUT_OPTION = typer.Option(None, "--out", help="The recon output folder (its warehouse is OUT/warehouse.duckdb).")
+WAREHOUSE_OPTION = typer.Option(None, "--warehouse", help="The warehouse file, instead of --out.")
+
+
+def show(
+    break_id: str = typer.Argument(..., help="The break's id (brk_..., as in breaks.csv)."),
+    out_root: Path | None = OUT_OPTION,
+    warehouse: Path | None = WAREHOUSE_OPTION,
+) -> None:
+    """Show one break: its status, every day that reported it (amounts, age, action) and every move
+    someone made."""
+    from connectors.warehouse import Warehouse
+    from pipelines.report.model import amount_text
+
+    with Warehouse(_warehouse_file(out_root, warehouse)) as wh:
+        record = wh.break_record(break_id)
+    if not record["state"].height:
+        console.print(f"[red]error:[/red] no break {break_id}")
+        raise typer.Exit(2)
+    state = record["state"].row(0, named=True)
+    console.print(
+        f"[bold]{break_id}[/bold] {state['kind']} on {state['channel']}: [bold]{state['status']}[/bold] since "
+        f"{state['status_date']} (first seen {state['first_seen_date']}, last reported {state['last_seen_date']}); "
+        f"payment_id {state['payment_id'] or '-'}, channel_txn_id {state['channel_txn_id'] or '-'}, rule {state['rule_id']}"
+    )
+    reports = Table(title="reported on")
+    for column in ("business_date", "ours", "channel's", "delta", "currency", "age_days", "status", "action"):
+        right = column in ("ours", "channel's", "delta", "age_days")
+        reports.add_column(column, justify="right" if right else "left", no_wrap=column != "action")
+    for r in record["reports"].iter_rows(named=True):
+        cur = r["currency"]
+        reports.add_row(
+            str(r["business_date"]),
+            amount_text(r["internal_amount_minor"], cur),
+            amount_text(r["channel_amount_minor"], cur),
+            amount_text(r["delta_minor"], cur),
+            cur,
+            str(r["age_days"]),
+            r["status"],
+            r["action"],
+        )
+    console.print(reports)
+    if record["moves"].height:
+        moves = Table(title="moved by hand")
+        for column in ("seq", "from", "to", "as of", "by", "reason"):
+            moves.add_column(column, no_wrap=column != "reason")
+        for m in record["moves"].iter_rows(named=True):
+            moves.add_row(
+                str(m["seq"]), m["from_status"], m["to_status"], str(m["status_date"]), m["actor"], m["reason"]
+            )
+        console.print(moves)
+
+
+def move(
+    break_id: str = typer.Argument(..., help="The break's id (brk_..., as in breaks.csv)."),
+    expected: str = typer.Option(..., "--from", help="The status the break must have now (compare-and-set)."),
+    to: str = typer.Option(..., "--to", help="The new status: OPEN, REPAIRING, CLOSED or WRITTEN_OFF."),
+    as_of: str = typer.Option(..., "--date", help="The business date it takes effect (YYYY-MM-DD)."),
+    reason: str = typer.Option(..., "--reason", help="Why (kept in the break's log)."),
+    actor: str = typer.Option(..., "--by", help="Who decided it (kept in the break's log)."),
+    out_root: Path | None = OUT_OPTION,
+    warehouse: Path | None = WAREHOUSE_OPTION,
+) -> None:
+    """Move a break on by hand, e.g. write it off. Compare-and-set: nothing changes unless the
+    break's status is --from (exit 1 says what it is); the same move again is a no-op (exit 0).
+    From --date on, the break is no longer open: the open breaks of that day and later leave it
+    out, those of earlier days keep it."""
+    from connectors.warehouse import Warehouse
+
+    day = _date(as_of)
+    with Warehouse(_warehouse_file(out_root, warehouse)) as wh:
+        try:
+            outcome, now = wh.move_break(
+                break_id, expected=expected.upper(), to=to.upper(), on=day, reason=reason, actor=actor
+            )
+        except KeyError:
+            console.print(f"[red]error:[/red] no break {break_id}")
+            raise typer.Exit(2) from None
+        except ValueError as exc:
+            console.print(f"[red]error:[/red] {exc}")
+            raise typer.Exit(2) from None
+    if outcome == "conflict":
+        console.print(f"[yellow]not moved:[/yellow] {break_id} is {now}, not {expected.upper()}")
+        raise typer.Exit(1)
+    verb = "moved" if outcome == "moved" else "already moved"
+    console.print(f"{break_id}: {verb} {expected.upper()} -> {now} as of {day}")
+
+
 def register(app: typer.Typer) -> None:
-    """Add `payrecon recon` to the payrecon command."""
+    """Add `payrecon recon` and `payrecon breaks` to the payrecon command."""
     app.command("recon")(recon)
+    breaks = typer.Typer(help="Follow a break and move it on by hand (write-off, repair).", no_args_is_help=True)
+    breaks.command("show")(show)
+    breaks.command("move")(move)
+    app.add_typer(breaks, name="breaks")

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
+import pytest
 from frames import lines
 
 from connectors.warehouse import OUTBOX_COLUMNS, PENDING_COLUMNS, Warehouse
@@ -231,3 +232,79 @@ def test_a_staged_partition_reads_back_as_written(tmp_path: Path) -> None:
     assert alipay is not None and alipay.schema == staged_lines.schema and alipay.equals(staged_lines)
     assert wechat is not None and wechat.equals(pl.concat([staged_lines] * 2))
     assert seen.select(staged_lines.columns).equals(staged_lines)
+
+
+def test_a_move_by_hand_is_compare_and_set_logged_and_idempotent(tmp_path: Path) -> None:
+    p1 = break_id("alipay", "MISSING_AT_CHANNEL", "p1", None)
+    with Warehouse(tmp_path / "w.duckdb") as wh:
+        save(wh, D1, ["p1"])
+        move = {"expected": "OPEN", "to": "WRITTEN_OFF", "on": D4, "reason": "under 1.00", "actor": "ops.a"}
+        assert wh.move_break(p1, **move) == ("moved", "WRITTEN_OFF")
+        assert state(wh, "p1") == ("WRITTEN_OFF", D1, D4)
+        assert wh.move_break(p1, **move) == ("already", "WRITTEN_OFF")  # a retry
+        # Someone else's move from a status the break no longer has changes nothing.
+        assert wh.move_break(p1, **{**move, "to": "REPAIRING"}) == ("conflict", "WRITTEN_OFF")
+        assert wh.move_break(p1, **{**move, "reason": "another reason"}) == ("conflict", "WRITTEN_OFF")
+        back = {"expected": "WRITTEN_OFF", "to": "OPEN", "on": D6, "reason": "reversed", "actor": "ops.b"}
+        assert wh.move_break(p1, **back) == ("moved", "OPEN")
+        moves = wh.break_record(p1)["moves"]
+        assert moves.select("seq", "from_status", "to_status", "status_date", "actor").rows() == [
+            (1, "OPEN", "WRITTEN_OFF", D4, "ops.a"),
+            (2, "WRITTEN_OFF", "OPEN", D6, "ops.b"),
+        ]
+        for bad, message in (
+            ({"on": D4}, "before"),  # before its last change (D6)
+            ({"on": D1 - timedelta(days=1), "to": "CLOSED"}, "before"),
+            ({"to": "PROVISIONAL"}, "statuses"),
+            ({"to": "OPEN"}, "statuses"),  # from OPEN to OPEN
+            ({"reason": " "}, "reason"),
+        ):
+            with pytest.raises(ValueError, match=message):
+                wh.move_break(p1, **{**move, "to": "CLOSED", "on": D6, **bad})
+        with pytest.raises(KeyError):
+            wh.move_break("brk_none", **move)
+        assert wh.count("break_status_log") == 2 and state(wh, "p1") == ("OPEN", D1, D6)
+
+
+def test_a_write_off_leaves_the_open_breaks_from_its_date_and_reruns_keep_their_rows(tmp_path: Path) -> None:
+    p1 = break_id("alipay", "MISSING_AT_CHANNEL", "p1", None)
+    with Warehouse(tmp_path / "w.duckdb") as wh:
+        first = save(wh, D1, ["p1", "p2"])
+        save(wh, D4, ["p1"])
+        before = wh.open_breaks(D4, ["alipay"])
+        wh.move_break(p1, expected="OPEN", to="WRITTEN_OFF", on=D6, reason="agreed loss", actor="ops.a")
+        assert wh.open_breaks(D4, ["alipay"]).equals(before)
+        assert open_ids(wh, D6) == {"p2": (D1, 5)}
+        # Reruns of the days before the write-off report the break as it was then: OPEN.
+        assert save(wh, D1, ["p1", "p2"]).equals(first)
+        assert save(wh, D4, ["p1"])["status"].to_list() == ["OPEN"]
+        # A run of a later day that finds it again does not reopen it, and reports it written off.
+        assert save(wh, D6, ["p1"])["status"].to_list() == ["WRITTEN_OFF"]
+        assert state(wh, "p1") == ("WRITTEN_OFF", D1, D6)
+        assert open_ids(wh, D6) == {"p2": (D1, 5)}
+
+
+def test_breaks_show_and_move_from_the_command_line(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from pipelines.cli import app
+
+    p1 = break_id("alipay", "MISSING_AT_CHANNEL", "p1", None)
+    with Warehouse(tmp_path / "warehouse.duckdb") as wh:
+        save(wh, D1, ["p1"])
+    runner = CliRunner()
+    where = ["--out", str(tmp_path)]
+    shown = runner.invoke(app, ["breaks", "show", p1, *where])
+    assert shown.exit_code == 0, shown.output
+    assert "MISSING_AT_CHANNEL" in shown.output and "OPEN" in shown.output and "2026-11-02" in shown.output
+    move = ["breaks", "move", p1, "--from", "open", "--to", "written_off", "--date", D4.isoformat()]
+    move += ["--reason", "under materiality", "--by", "ops.a", *where]
+    assert runner.invoke(app, move).exit_code == 0
+    again = runner.invoke(app, move)
+    assert again.exit_code == 0 and "already" in again.output
+    conflict = runner.invoke(app, [*move[:6], "closed", *move[7:]])
+    assert conflict.exit_code == 1 and "WRITTEN_OFF" in conflict.output
+    assert runner.invoke(app, ["breaks", "show", "brk_none", *where]).exit_code == 2
+    assert runner.invoke(app, ["breaks", "show", p1, "--out", str(tmp_path / "elsewhere")]).exit_code == 2
+    shown = runner.invoke(app, ["breaks", "show", p1, *where])
+    assert "under materiality" in shown.output and "ops.a" in shown.output

@@ -238,20 +238,33 @@ def test_a_move_by_hand_is_compare_and_set_logged_and_idempotent(tmp_path: Path)
     p1 = break_id("alipay", "MISSING_AT_CHANNEL", "p1", None)
     with Warehouse(tmp_path / "w.duckdb") as wh:
         save(wh, D1, ["p1"])
-        move = {"expected": "OPEN", "to": "WRITTEN_OFF", "on": D4, "reason": "under 1.00", "actor": "ops.a"}
+        move: dict[str, Any] = {
+            "expected": "OPEN",
+            "to": "WRITTEN_OFF",
+            "on": D4,
+            "reason": "under 1.00",
+            "actor": "ops.a",
+        }
         assert wh.move_break(p1, **move) == ("moved", "WRITTEN_OFF")
         assert state(wh, "p1") == ("WRITTEN_OFF", D1, D4)
         assert wh.move_break(p1, **move) == ("already", "WRITTEN_OFF")  # a retry
         # Someone else's move from a status the break no longer has changes nothing.
         assert wh.move_break(p1, **{**move, "to": "REPAIRING"}) == ("conflict", "WRITTEN_OFF")
         assert wh.move_break(p1, **{**move, "reason": "another reason"}) == ("conflict", "WRITTEN_OFF")
-        back = {"expected": "WRITTEN_OFF", "to": "OPEN", "on": D6, "reason": "reversed", "actor": "ops.b"}
+        back: dict[str, Any] = {
+            "expected": "WRITTEN_OFF",
+            "to": "OPEN",
+            "on": D6,
+            "reason": "reversed",
+            "actor": "ops.b",
+        }
         assert wh.move_break(p1, **back) == ("moved", "OPEN")
         moves = wh.break_record(p1)["moves"]
         assert moves.select("seq", "from_status", "to_status", "status_date", "actor").rows() == [
             (1, "OPEN", "WRITTEN_OFF", D4, "ops.a"),
             (2, "WRITTEN_OFF", "OPEN", D6, "ops.b"),
         ]
+        bad: dict[str, Any]
         for bad, message in (
             ({"on": D4}, "before"),  # before its last change (D6)
             ({"on": D1 - timedelta(days=1), "to": "CLOSED"}, "before"),

@@ -10,6 +10,7 @@ state. It holds:
   bytes for another day are a duplicate file), `quarantine_log`, `pending` (the carry-forward set as
   of each business date), `breaks` (one row per break id: its state), `break_history` (each day's
   breaks as reported), `break_status_log` (each status change someone made: `move_break`),
+  `break_resolutions` (earlier days' MISSING_AT_CHANNEL breaks a day's late line matched),
   `outbox` (repair tasks until the compensation queue takes them), `run_log` (each channel's counts
   per day).
 
@@ -68,6 +69,9 @@ CREATE TABLE IF NOT EXISTS outbox (
 CREATE TABLE IF NOT EXISTS break_status_log (
     break_id VARCHAR NOT NULL, seq BIGINT NOT NULL, from_status VARCHAR NOT NULL, to_status VARCHAR NOT NULL,
     status_date DATE NOT NULL, reason VARCHAR NOT NULL, actor VARCHAR NOT NULL, PRIMARY KEY (break_id, seq));
+CREATE TABLE IF NOT EXISTS break_resolutions (
+    business_date DATE NOT NULL, channel VARCHAR NOT NULL, break_id VARCHAR NOT NULL, from_status VARCHAR NOT NULL,
+    from_status_date DATE NOT NULL, channel_txn_id VARCHAR NOT NULL, PRIMARY KEY (business_date, break_id));
 CREATE TABLE IF NOT EXISTS run_log (
     business_date DATE NOT NULL, channel VARCHAR NOT NULL, rule_ref VARCHAR NOT NULL, summary VARCHAR NOT NULL,
     PRIMARY KEY (business_date, channel));
@@ -287,6 +291,20 @@ class Warehouse:
             ORDER BY payment_id"""
         return self.frame(query, [channel, channel, business_date])
 
+    def overdue_breaks(self, business_date: date, channel: str) -> pl.DataFrame:
+        """The MISSING_AT_CHANNEL breaks of `channel` reported before `business_date` and still
+        open then (those a line of this day matched in an earlier run of it included): break_id,
+        payment_id, channel_txn_id, internal_amount_minor, currency as last reported."""
+        query = """
+            SELECT h.break_id, h.payment_id, h.channel_txn_id, h.internal_amount_minor, h.currency
+            FROM break_history h JOIN breaks s USING (break_id)
+            WHERE h.channel = ? AND h.kind = 'MISSING_AT_CHANNEL' AND h.business_date < ?
+              AND (s.status IN ('OPEN', 'REPAIRING')
+                   OR h.break_id IN (SELECT break_id FROM break_resolutions WHERE business_date = ? AND channel = ?))
+            QUALIFY row_number() OVER (PARTITION BY h.break_id ORDER BY h.business_date DESC) = 1
+            ORDER BY h.break_id"""
+        return self.frame(query, [channel, business_date, business_date, channel])
+
     # --- the day's results of one channel ------------------------------------------------------------
     def save_channel_day(
         self,
@@ -300,8 +318,14 @@ class Warehouse:
         quarantined: list[dict[str, Any]],
         summary: dict[str, Any],
         reconciled: bool,
+        matched_late: pl.DataFrame | None = None,
     ) -> None:
         """Persist one channel's day atomically (its breaks as reported: `breaks_of_day`).
+
+        `matched_late`: earlier days' MISSING_AT_CHANNEL breaks a line of this day matched
+        (break_id, channel_txn_id of the line): each is closed as of this day (compare-and-set from
+        OPEN or REPAIRING) and kept in break_resolutions; a rerun first undoes what the day's
+        earlier run closed this way, so a rerun whose line is gone leaves the break open again.
 
         `breaks`: the engine's breaks with `action` (break_id unique). `pending`: PENDING_COLUMNS.
         `outbox`: OUTBOX_COLUMNS (inserted once per task_id, never replaced). `reconciled` False
@@ -321,6 +345,32 @@ class Warehouse:
             con.register("day_pending", as_arrow(pending))
             con.register("day_outbox", as_arrow(outbox))
             d = business_date
+            self.execute(
+                """UPDATE breaks SET status = r.from_status, status_date = r.from_status_date
+                   FROM break_resolutions r
+                   WHERE r.business_date = ? AND r.channel = ? AND breaks.break_id = r.break_id
+                     AND breaks.status = 'CLOSED' AND breaks.status_date = ?""",
+                [d, channel, d],
+            )
+            self.execute("DELETE FROM break_resolutions WHERE business_date = ? AND channel = ?", [d, channel])
+            if matched_late is not None and matched_late.height:
+                con.register("day_matched_late", as_arrow(matched_late.select("break_id", "channel_txn_id")))
+                try:
+                    self.execute(
+                        """INSERT INTO break_resolutions
+                           SELECT ?, ?, m.break_id, s.status, s.status_date, m.channel_txn_id
+                           FROM day_matched_late m JOIN breaks s USING (break_id)
+                           WHERE s.status IN ('OPEN', 'REPAIRING') AND s.channel = ?""",
+                        [d, channel, channel],
+                    )
+                finally:
+                    con.unregister("day_matched_late")
+                self.execute(
+                    """UPDATE breaks SET status = 'CLOSED', status_date = ?
+                       WHERE status IN ('OPEN', 'REPAIRING') AND break_id IN (
+                           SELECT break_id FROM break_resolutions WHERE business_date = ? AND channel = ?)""",
+                    [d, d, channel],
+                )
             self.execute("DELETE FROM pending WHERE as_of_date = ? AND channel = ?", [d, channel])
             self.execute(
                 f"INSERT INTO pending SELECT ?, ?, {', '.join(c for c in PENDING_COLUMNS if c != 'channel')}"
@@ -475,7 +525,8 @@ class Warehouse:
 
     def break_record(self, break_id: str) -> dict[str, pl.DataFrame]:
         """What the warehouse knows of one break: its `state` (one row or none), its `reports`
-        (break_history, by day) and its `moves` (break_status_log, in order)."""
+        (break_history, by day), its `moves` (break_status_log, in order) and its `resolutions`
+        (the day and the line that matched it late: break_resolutions)."""
         return {
             "state": self.frame("SELECT * FROM breaks WHERE break_id = ?", [break_id]),
             "reports": self.frame(
@@ -483,6 +534,9 @@ class Warehouse:
                 [break_id],
             ),
             "moves": self.frame("SELECT * FROM break_status_log WHERE break_id = ? ORDER BY seq", [break_id]),
+            "resolutions": self.frame(
+                "SELECT * FROM break_resolutions WHERE break_id = ? ORDER BY business_date", [break_id]
+            ),
         }
 
     def closed_on(self, business_date: date, channel: str) -> int:

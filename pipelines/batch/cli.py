@@ -145,6 +145,8 @@ def show(
             r["action"],
         )
     console.print(reports)
+    for r in record["resolutions"].iter_rows(named=True):
+        console.print(f"matched late on {r['business_date']} by the line {r['channel_txn_id']} (closed there)")
     if record["moves"].height:
         moves = Table(title="moved by hand")
         for column in ("seq", "from", "to", "as of", "by", "reason"):

@@ -29,7 +29,7 @@ import pickle
 import shutil
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
@@ -53,7 +53,7 @@ from pipelines.batch.load import (
 )
 from pipelines.batch.shards import match_in_shards, parquet_rows, shard_count
 from pipelines.frames import BREAKS_SCHEMA
-from pipelines.matching.rules import Rule, load_rules
+from pipelines.matching.rules import MatchKey, Rule, load_rules
 from pipelines.matching.sql import lit, task_id_expr
 from pipelines.records import DEFAULT_ACTION, BreakKind, RepairAction
 
@@ -62,6 +62,17 @@ log = logging.getLogger(__name__)
 # Which amount a repair task moves, by kind: the difference, our amount, or the channel's.
 _DELTA_KINDS = (BreakKind.AMOUNT_MISMATCH, BreakKind.PARTIAL_PAYMENT, BreakKind.FEE_MISMATCH)
 _OURS_KINDS = (BreakKind.MISSING_AT_CHANNEL, BreakKind.STATUS_MISMATCH)
+
+
+# summary.json's carry_forward: our records pending from earlier days and what became of them,
+# and the earlier days' MISSING_AT_CHANNEL breaks a late line of the day matched (`_matched_late`).
+CARRY_FORWARD_COUNTS = (
+    "pending_in",
+    "matched_from_previous",
+    "expired_to_breaks",
+    "pending_out",
+    "breaks_matched_late",
+)
 
 
 @dataclass(frozen=True)
@@ -483,7 +494,7 @@ def match_and_persist(
     held = not accepted
     shards = 1 if held else channel_shards(wh, paths, rule, staged, lines)
     if shards > 1:
-        del lines, staged  # the shards are cut from the staged partitions
+        lines = staged = None  # the shards are cut from the staged partitions
         result = match_in_shards(wh, rule, day, wh.pending_before(day, channel), shards, _with_carry_forward, progress)
     else:
         if lines is None:
@@ -525,7 +536,21 @@ def match_and_persist(
                 result = match_channel(con, rule, day, internal, lines)
             finally:
                 con.close()
-        del internal, lines
+        del internal
+    matched_late = None if held else _matched_late(wh, rule, day, result.breaks, lines)
+    del lines
+    if matched_late is not None and matched_late.height:
+        n = matched_late.height
+        result = replace(
+            result,
+            breaks=result.breaks.filter(~pl.col("break_id").is_in(matched_late["new_break_id"].implode())),
+            channel={
+                **result.channel,
+                "matched": result.channel["matched"] + n,
+                "breaks": result.channel["breaks"] - n,
+            },
+        )
+    result.carry_forward["breaks_matched_late"] = 0 if matched_late is None else matched_late.height
     con = duckdb.connect()
     try:
         decided = _actions(con, rule, day, result.breaks)
@@ -553,8 +578,52 @@ def match_and_persist(
         quarantined=quarantined,
         summary=stored,
         reconciled=not held,
+        matched_late=matched_late,
     )
     return ChannelDay(channel, summary)
+
+
+def _matched_late(
+    wh: Warehouse, rule: Rule, day: date, breaks: pl.DataFrame, lines: pl.DataFrame | None
+) -> pl.DataFrame:
+    """The day's lines that are the late counterpart of an earlier day's open MISSING_AT_CHANNEL
+    break (a channel that settles a payment after the carry-forward window, or once a re-query
+    made it report it): break_id (the earlier break), new_break_id (the MISSING_INTERNAL this line
+    raised today), channel_txn_id (the line's). A line pairs with a break when its reference is the
+    break's payment id (a rule that matches on `payment_id`), in the same currency and within the
+    rule's amount tolerance, and only when each is the other's sole candidate; anything less clean
+    stays two breaks for a person (never a silent pick). A line without a reference (most bank
+    lines) never pairs: the break does not keep the channel id our record knew. The line's fee is
+    not compared. `lines`: the day's lines when the caller holds them, else the staged partition."""
+    empty = pl.DataFrame(schema={"break_id": pl.String, "new_break_id": pl.String, "channel_txn_id": pl.String})
+    missing = breaks.filter(
+        (pl.col("kind") == BreakKind.MISSING_INTERNAL.value) & pl.col("channel_txn_id").is_not_null()
+    ).select(pl.col("break_id").alias("new_break_id"), "channel_txn_id", "channel_amount_minor", "currency")
+    if not missing.height or MatchKey.PAYMENT_ID not in rule.match_keys:
+        return empty
+    overdue = wh.overdue_breaks(day, rule.channel)
+    if not overdue.height:
+        return empty
+    if lines is None:
+        lines = wh.read_partition("lines", day, rule.channel)
+        if lines is None:
+            return empty
+    # The line behind each MISSING_INTERNAL (its channel id names one line) and its reference.
+    refs = (
+        lines.select("channel_txn_id", "payment_id")
+        .join(missing.select("channel_txn_id"), on="channel_txn_id", how="semi")
+        .filter((pl.len().over("channel_txn_id") == 1) & (pl.col("payment_id") != ""))
+    )
+    pairs = (
+        missing.join(refs, on="channel_txn_id", how="inner")
+        .join(overdue.drop("channel_txn_id"), on="payment_id", how="inner", suffix="_ours")
+        .filter(pl.col("currency") == pl.col("currency_ours"))
+    )
+    # Each the other's only candidate, before the amounts are compared: a second candidate of
+    # either side, clean or not, makes the pair a person's call.
+    pairs = pairs.filter((pl.len().over("break_id") == 1) & (pl.len().over("new_break_id") == 1))
+    close = (pl.col("channel_amount_minor") - pl.col("internal_amount_minor")).abs() <= rule.amount_tolerance_minor
+    return pairs.filter(close).select("break_id", "new_break_id", "channel_txn_id").sort("break_id")
 
 
 def reconcile_channel(
@@ -592,9 +661,7 @@ def build_summary(wh: Warehouse, day: date, channels: list[str]) -> dict[str, An
     """The day's summary.json (the shape agreed with the reports) from the channels' stored runs."""
     summary: dict[str, Any] = {"business_date": day.isoformat(), "rules": {}, "channels": {}}
     kinds: Counter[str] = Counter()
-    carry: Counter[str] = Counter(
-        {"pending_in": 0, "matched_from_previous": 0, "expired_to_breaks": 0, "pending_out": 0}
-    )
+    carry: Counter[str] = Counter(dict.fromkeys(CARRY_FORWARD_COUNTS, 0))
     closed = 0
     for channel in channels:
         stored = wh.run_summary(day, channel)
@@ -606,9 +673,7 @@ def build_summary(wh: Warehouse, day: date, channels: list[str]) -> dict[str, An
         carry.update(stored["carry_forward"])
         closed += wh.closed_on(day, channel)
     summary["breaks_by_kind"] = dict(sorted(kinds.items()))
-    summary["carry_forward"] = {
-        k: int(carry[k]) for k in ("pending_in", "matched_from_previous", "expired_to_breaks", "pending_out")
-    }
+    summary["carry_forward"] = {k: int(carry[k]) for k in CARRY_FORWARD_COUNTS}
     summary["breaks_closed"] = closed
     return summary
 

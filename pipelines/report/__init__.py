@@ -13,7 +13,7 @@ summary.json dict agreed with the T+1 engine:
          "quarantined": [{"file": "...", "reason": "...", "detail": "..."}]}},
      "breaks_by_kind": {"KIND": n}, "amount_at_risk_minor_by_currency": {"CNY": n},
      "carry_forward": {"pending_in": n, "matched_from_previous": n, "expired_to_breaks": n,
-                       "pending_out": n},
+                       "pending_out": n, "breaks_matched_late": n},
      "breaks_closed": n,
      "open_breaks": {"count": n, "from_earlier_days": n, "amount_at_risk_minor_by_currency": {"CNY": n}}}
 

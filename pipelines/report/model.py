@@ -278,7 +278,8 @@ def build(
         at_risk_by_currency={k: int(v) for k, v in sorted(summary.get("amount_at_risk_minor_by_currency", {}).items())},
         aging=aging_rows,
         carry_forward={
-            k: int(carry.get(k, 0)) for k in ("pending_in", "matched_from_previous", "expired_to_breaks", "pending_out")
+            k: int(carry.get(k, 0))
+            for k in ("pending_in", "matched_from_previous", "expired_to_breaks", "pending_out", "breaks_matched_late")
         },
         breaks_closed=int(summary.get("breaks_closed", 0)),
         breaks=risky.sort("channel", "kind", pl.col("age_days"), "break_id", descending=[False, False, True, False]),

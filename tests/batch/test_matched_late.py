@@ -1,0 +1,112 @@
+"""A line that arrives after the carry-forward window closes the earlier day's MISSING_AT_CHANNEL
+break it answers (instead of standing beside it as a MISSING_INTERNAL), exactly once across reruns."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+from frames import DAY, internal, lines
+
+from connectors.warehouse import Warehouse
+from pipelines.batch.day import DayPaths, match_and_persist
+from pipelines.frames import INTERNAL_SCHEMA
+from pipelines.matching.rules import load_rules
+from pipelines.records import break_id
+
+RULE = load_rules()["alipay"]
+D2, D3 = DAY + timedelta(days=2), DAY + timedelta(days=3)
+ACCEPTED: dict[str, Any] = {"accepted": ["f.csv"], "quarantined": []}
+
+
+def run(wh: Warehouse, tmp: Path, day: Any, ours: list[dict[str, Any]], theirs: list[dict[str, Any]]) -> dict[str, Any]:
+    staged = internal(ours, day=day).select(list(INTERNAL_SCHEMA))
+    paths = DayPaths(tmp / "in", tmp / "out", day, "duckdb", False)
+    result = match_and_persist(wh, paths, RULE, ACCEPTED, lines(theirs, day=day), staged)
+    return result.summary
+
+
+def missing_at_channel(payment_id: str) -> str:
+    return break_id("alipay", "MISSING_AT_CHANNEL", payment_id, None)
+
+
+def status(wh: Warehouse, bid: str) -> tuple[str, Any]:
+    rows = wh.execute("SELECT status, status_date FROM breaks WHERE break_id = ?", [bid])
+    return rows[0][0], rows[0][1]
+
+
+def test_a_late_line_closes_the_break_it_answers_and_a_rerun_without_it_reopens_it(tmp_path: Path) -> None:
+    with Warehouse(tmp_path / "w.duckdb") as wh:
+        day1 = run(
+            wh,
+            tmp_path,
+            DAY,
+            [
+                {"payment_id": "P1", "amount_minor": 10000},
+                {"payment_id": "P2", "amount_minor": 20000},
+                {"payment_id": "P3", "amount_minor": 30000, "channel_txn_id": "T3"},
+                {"payment_id": "P4", "amount_minor": 40000},
+            ],
+            [],
+        )
+        assert day1["breaks_by_kind"] == {"MISSING_AT_CHANNEL": 4}
+        late = [
+            {"payment_id": "P1", "channel_txn_id": "T1", "gross_minor": 10000},  # answers P1: our payment id
+            {"payment_id": "P3", "channel_txn_id": "T3", "gross_minor": 30000},
+            {"payment_id": "P2", "channel_txn_id": "T2", "gross_minor": 20001},  # another amount: a person's call
+            {"payment_id": "", "channel_txn_id": "T4", "gross_minor": 40000},  # no reference: never paired
+        ]
+        day3 = run(wh, tmp_path, D2, [], late)
+        assert day3["breaks_by_kind"] == {"MISSING_INTERNAL": 2}
+        assert day3["channel"] == {"rows_in": 4, "matched": 2, "pending": 0, "breaks": 2, "rejected": 0}
+        stored = wh.run_summary(D2, "alipay")
+        assert stored is not None and stored["carry_forward"]["breaks_matched_late"] == 2
+        assert status(wh, missing_at_channel("P1")) == ("CLOSED", D2)
+        assert status(wh, missing_at_channel("P3")) == ("CLOSED", D2)
+        assert status(wh, missing_at_channel("P2")) == ("OPEN", DAY)
+        assert wh.closed_on(D2, "alipay") == 2
+        open_d2 = set(wh.open_breaks(D2, ["alipay"])["break_id"])
+        assert open_d2 == {missing_at_channel("P2"), missing_at_channel("P4")} | {
+            break_id("alipay", "MISSING_INTERNAL", None, t) for t in ("T2", "T4")
+        }
+        assert missing_at_channel("P1") in set(wh.open_breaks(DAY, ["alipay"])["break_id"])
+
+        shown = wh.break_record(missing_at_channel("P1"))["resolutions"]
+        assert shown.select("business_date", "channel_txn_id", "from_status").rows() == [(D2, "T1", "OPEN")]
+        # A rerun of the day: the same state, no second resolution.
+        assert run(wh, tmp_path, D2, [], late) == day3
+        assert wh.count("break_resolutions") == 2 and status(wh, missing_at_channel("P1")) == ("CLOSED", D2)
+        # A rerun whose file no longer has P1's line: P1's break is open again, as before the day.
+        again = run(wh, tmp_path, D2, [], late[1:])
+        assert again["channel"]["matched"] == 1
+        assert status(wh, missing_at_channel("P1")) == ("OPEN", DAY)
+        assert wh.count("break_resolutions") == 1
+        # A later day's line for a closed break is a MISSING_INTERNAL like any other.
+        day4 = run(wh, tmp_path, D3, [], [{"payment_id": "P3", "channel_txn_id": "T3b", "gross_minor": 30000}])
+        assert day4["breaks_by_kind"] == {"MISSING_INTERNAL": 1}
+
+
+def test_two_candidates_are_never_a_pick(tmp_path: Path) -> None:
+    with Warehouse(tmp_path / "w.duckdb") as wh:
+        run(wh, tmp_path, DAY, [{"payment_id": "P1", "amount_minor": 10000}], [])
+        both = [
+            {"payment_id": "P1", "channel_txn_id": "T1", "gross_minor": 10000},
+            {"payment_id": "P1", "channel_txn_id": "T1b", "gross_minor": 10000},
+        ]
+        day3 = run(wh, tmp_path, D2, [], both)
+        assert day3["breaks_by_kind"] == {"MISSING_INTERNAL": 2}
+        assert status(wh, missing_at_channel("P1")) == ("OPEN", DAY)
+
+
+def test_a_break_written_off_is_not_closed_by_a_late_line(tmp_path: Path) -> None:
+    """The write-off stands (compare-and-set); the line is then a MISSING_INTERNAL for a person."""
+    with Warehouse(tmp_path / "w.duckdb") as wh:
+        run(wh, tmp_path, DAY, [{"payment_id": "P1", "amount_minor": 10000}], [])
+        bid = missing_at_channel("P1")
+        wh.move_break(bid, expected="OPEN", to="WRITTEN_OFF", on=DAY, reason="lost", actor="ops")
+        day3 = run(wh, tmp_path, D2, [], [{"payment_id": "P1", "channel_txn_id": "T1", "gross_minor": 10000}])
+        assert day3["breaks_by_kind"] == {"MISSING_INTERNAL": 1}
+        assert status(wh, bid) == ("WRITTEN_OFF", DAY)
+        assert pl.DataFrame(wh.open_breaks(D2, ["alipay"]))["kind"].to_list() == ["MISSING_INTERNAL"]

@@ -605,12 +605,14 @@ def _matched_late(
     if not overdue.height:
         return empty
     if lines is None:
-        lines = wh.read_partition("lines", day, rule.channel)
-        if lines is None:
+        # Two columns of the staged lines (a channel matched in shards is too large to read whole).
+        files = wh.partition_files("lines", day, rule.channel)
+        if not files:
             return empty
+        lines = pl.scan_parquet(files).select("channel_txn_id", "payment_id").collect()
     # The line behind each MISSING_INTERNAL (its channel id names one line) and its reference.
     refs = (
-        lines.select("channel_txn_id", "payment_id")
+        lines.select(pl.col("channel_txn_id", "payment_id").cast(pl.String))
         .join(missing.select("channel_txn_id"), on="channel_txn_id", how="semi")
         .filter((pl.len().over("channel_txn_id") == 1) & (pl.col("payment_id") != ""))
     )

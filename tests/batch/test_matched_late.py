@@ -8,9 +8,11 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
+import pytest
 from frames import DAY, internal, lines
 
 from connectors.warehouse import Warehouse
+from pipelines.batch import shards
 from pipelines.batch.day import DayPaths, match_and_persist
 from pipelines.frames import INTERNAL_SCHEMA
 from pipelines.matching.rules import load_rules
@@ -21,11 +23,23 @@ D2, D3 = DAY + timedelta(days=2), DAY + timedelta(days=3)
 ACCEPTED: dict[str, Any] = {"accepted": ["f.csv"], "quarantined": []}
 
 
-def run(wh: Warehouse, tmp: Path, day: Any, ours: list[dict[str, Any]], theirs: list[dict[str, Any]]) -> dict[str, Any]:
+def run(
+    wh: Warehouse,
+    tmp: Path,
+    day: Any,
+    ours: list[dict[str, Any]],
+    theirs: list[dict[str, Any]],
+    *,
+    sharded: bool = False,
+) -> dict[str, Any]:
     staged = internal(ours, day=day).select(list(INTERNAL_SCHEMA))
     paths = DayPaths(tmp / "in", tmp / "out", day, "duckdb", False)
-    result = match_and_persist(wh, paths, RULE, ACCEPTED, lines(theirs, day=day), staged)
-    return result.summary
+    if not sharded:
+        return match_and_persist(wh, paths, RULE, ACCEPTED, lines(theirs, day=day), staged).summary
+    # From the staged partitions, cut in shards (as a channel too large to hold is matched).
+    wh.write_partition("internal", day, "alipay", staged)
+    wh.write_partition("lines", day, "alipay", lines(theirs, day=day))
+    return match_and_persist(wh, paths, RULE, ACCEPTED).summary
 
 
 def missing_at_channel(payment_id: str) -> str:
@@ -37,7 +51,12 @@ def status(wh: Warehouse, bid: str) -> tuple[str, Any]:
     return rows[0][0], rows[0][1]
 
 
-def test_a_late_line_closes_the_break_it_answers_and_a_rerun_without_it_reopens_it(tmp_path: Path) -> None:
+@pytest.mark.parametrize("sharded", [False, True], ids=["whole", "sharded"])
+def test_a_late_line_closes_the_break_it_answers_and_a_rerun_without_it_reopens_it(
+    tmp_path: Path, sharded: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if sharded:
+        monkeypatch.setattr(shards, "SHARD_ROWS", 2)
     with Warehouse(tmp_path / "w.duckdb") as wh:
         day1 = run(
             wh,
@@ -50,6 +69,7 @@ def test_a_late_line_closes_the_break_it_answers_and_a_rerun_without_it_reopens_
                 {"payment_id": "P4", "amount_minor": 40000},
             ],
             [],
+            sharded=sharded,
         )
         assert day1["breaks_by_kind"] == {"MISSING_AT_CHANNEL": 4}
         late = [
@@ -58,7 +78,7 @@ def test_a_late_line_closes_the_break_it_answers_and_a_rerun_without_it_reopens_
             {"payment_id": "P2", "channel_txn_id": "T2", "gross_minor": 20001},  # another amount: a person's call
             {"payment_id": "", "channel_txn_id": "T4", "gross_minor": 40000},  # no reference: never paired
         ]
-        day3 = run(wh, tmp_path, D2, [], late)
+        day3 = run(wh, tmp_path, D2, [], late, sharded=sharded)
         assert day3["breaks_by_kind"] == {"MISSING_INTERNAL": 2}
         assert day3["channel"] == {"rows_in": 4, "matched": 2, "pending": 0, "breaks": 2, "rejected": 0}
         stored = wh.run_summary(D2, "alipay")
@@ -76,10 +96,10 @@ def test_a_late_line_closes_the_break_it_answers_and_a_rerun_without_it_reopens_
         shown = wh.break_record(missing_at_channel("P1"))["resolutions"]
         assert shown.select("business_date", "channel_txn_id", "from_status").rows() == [(D2, "T1", "OPEN")]
         # A rerun of the day: the same state, no second resolution.
-        assert run(wh, tmp_path, D2, [], late) == day3
+        assert run(wh, tmp_path, D2, [], late, sharded=sharded) == day3
         assert wh.count("break_resolutions") == 2 and status(wh, missing_at_channel("P1")) == ("CLOSED", D2)
         # A rerun whose file no longer has P1's line: P1's break is open again, as before the day.
-        again = run(wh, tmp_path, D2, [], late[1:])
+        again = run(wh, tmp_path, D2, [], late[1:], sharded=sharded)
         assert again["channel"]["matched"] == 1
         assert status(wh, missing_at_channel("P1")) == ("OPEN", DAY)
         assert wh.count("break_resolutions") == 1

@@ -79,6 +79,9 @@ class DayOutput:
     payments: int = 0  # rows written to internal/payments.csv
     # The cross-day payments (channel, biz, txn, payment_id, amount, fee, created_ms): the next day's files hold them.
     cross_day: list[tuple[str, BizType, str, str, int, int, int]] = field(default_factory=list)
+    # The settled_late payments, likewise, and those of the day before, which the next day's files hold.
+    settled_late: list[tuple[str, BizType, str, str, int, int, int]] = field(default_factory=list)
+    settled_late_due: list[tuple[str, BizType, str, str, int, int, int]] = field(default_factory=list)
     lines: dict[str, list[StatementLine]] = field(default_factory=dict)
     events: int = 0  # lines written to stream/events.jsonl
     truth: list[tuple[str, str, str, str]] = field(default_factory=list)
@@ -513,6 +516,12 @@ def generate_day(
         elif fault == "cross_day":
             file_day = business_date + timedelta(days=1)
             b.out.cross_day.append((channel, biz, txn, pid, amount, fee, created))
+        elif fault == "settled_late":
+            # The channel charged it (its callback came) but books it two days later, past the
+            # carry-forward window: MISSING_AT_CHANNEL today, and the late line matches it then.
+            file_day = business_date + timedelta(days=2)
+            b.out.settled_late.append((channel, biz, txn, pid, amount, fee, created))
+            b.out.truth.append((BreakKind.MISSING_AT_CHANNEL, channel, pid, ""))
 
         if our_status == PaymentStatus.SUCCEEDED and biz in (BizType.PAY, BizType.TOPUP):
             pay_ids_by_channel[channel].append((pid, amount))
@@ -543,6 +552,11 @@ def generate_day(
         assert previous.business_date == business_date - timedelta(days=1)
         for channel, biz, txn, pid, amount, fee, booked_ms, code in cross_day_lines(previous, rules):
             b.line(channel, biz, txn, pid, amount, fee, booked_ms - DAY_MS, code)
+        # The day before yesterday's settled_late payments land here, booked early in the day.
+        for channel, biz, txn, pid, amount, fee, created_ms in previous.settled_late_due:
+            code = _status_code(rules[channel], PaymentStatus.SUCCEEDED, biz)
+            b.line(channel, biz, txn, pid, amount, fee, 120_000 + created_ms % 1_200_000, code)
+        b.out.settled_late_due = previous.settled_late
     b.flush(1 << 62)
     return b.out
 

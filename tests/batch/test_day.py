@@ -116,6 +116,41 @@ def test_summary_counts_add_up_and_match_breaks(two_days: tuple[Path, list[DayRe
     assert day2.summary["open_breaks"]["amount_at_risk_minor_by_currency"] == total
 
 
+def test_a_payment_settled_after_the_window_closes_its_break_two_days_later(tmp_path: Path) -> None:
+    """The simulator's settled_late fault: the channel books the payment two days late, past the
+    one-day window. Day one has it as MISSING_AT_CHANNEL (truth); day three's line matches it,
+    raises no MISSING_INTERNAL (truth) and closes the break there, once, on every format."""
+    from pipelines.records import break_id
+    from pipelines.simulate.generator import simulate
+
+    profile = tmp_path / "late.yaml"
+    profile.write_text("settled_late: 0.02\nmissing_at_channel: 0.004\ncross_day: 0.01\nmissing_internal: 0.003\n")
+    days = [START + timedelta(days=k) for k in range(3)]
+    root, out = tmp_path / "in", tmp_path / "out"
+    channels = ["alipay", "wechatpay", "stripe", "jpbank"]
+    simulate(start=START, days=3, payments=1500, seed=5, out_root=root, channels=channels, faults=str(profile))
+    results = [recon(root, out, day) for day in days]
+    for day in days:
+        d = day.isoformat()
+        assert truth_keys(out / d / "breaks.csv") == truth_keys(root / d / "truth" / "breaks.csv"), d
+    faults = pl.read_csv(root / START.isoformat() / "truth" / "faults.csv", infer_schema=False)
+    late = faults.filter(pl.col("fault") == "settled_late").select("channel", "payment_id").rows()
+    assert {c for c, _ in late} == set(channels)  # every format's line carries the reference
+    ids = {break_id(c, "MISSING_AT_CHANNEL", p, None) for c, p in late}
+    assert [r.summary["carry_forward"]["breaks_matched_late"] for r in results] == [0, 0, len(late)]
+    assert results[2].summary["breaks_closed"] == len(late)
+    with Warehouse(out / "warehouse.duckdb") as wh:
+        states = wh.execute(
+            "SELECT DISTINCT status, status_date FROM breaks WHERE list_contains(?, break_id)", [list(ids)]
+        )
+    assert states == [("CLOSED", days[2])]
+    open_ids = [set(pl.read_csv(out / d.isoformat() / "open_breaks.csv", infer_schema=False)["break_id"]) for d in days]
+    assert ids <= open_ids[1] and not ids & open_ids[2]
+    day3 = {name: (out / days[2].isoformat() / name).read_bytes() for name in OUTPUTS}
+    recon(root, out, days[2])
+    assert {name: (out / days[2].isoformat() / name).read_bytes() for name in OUTPUTS} == day3
+
+
 def test_rerun_is_byte_identical_and_adds_no_rows(small_days: Path, two_days: tuple[Path, list[DayResult]]) -> None:
     out, _ = two_days
     before, counts = snapshot(out), table_counts(out / "warehouse.duckdb")

@@ -7,7 +7,7 @@ import filecmp
 import json
 import math
 from collections import Counter
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 
 import polars as pl
@@ -107,6 +107,22 @@ def test_cross_day_items_are_in_the_next_days_file_only(two_days: Path) -> None:
     assert cross <= day2
     internal1 = set(pl.read_csv(two_days / "2026-11-02/internal/payments.csv", infer_schema=False)["payment_id"])
     assert cross <= internal1
+
+
+def test_settled_late_items_are_in_the_file_two_days_later_only(tmp_path: Path) -> None:
+    profile = tmp_path / "late.yaml"
+    profile.write_text("settled_late: 0.05\n")
+    simulate(start=D1, days=3, payments=600, seed=2, out_root=tmp_path / "d", faults=str(profile))
+    days = [(tmp_path / "d" / (D1 + timedelta(days=k)).isoformat()) for k in range(3)]
+    faults = pl.read_csv(days[0] / "truth/faults.csv", infer_schema=False)
+    late = set(faults.filter(pl.col("fault") == "settled_late")["payment_id"])
+    assert late
+    lines = [set(_channel_lines(d)["payment_id"].drop_nulls()) for d in days]
+    assert not late & lines[0] and not late & lines[1] and late <= lines[2]
+    truth = pl.read_csv(days[0] / "truth/breaks.csv", infer_schema=False)
+    assert late <= set(truth.filter(pl.col("kind") == "MISSING_AT_CHANNEL")["payment_id"])
+    # Its callback came: the stream has nothing to say about it.
+    assert not late & set(pl.read_csv(days[0] / "truth/stream_breaks.csv", infer_schema=False)["payment_id"])
 
 
 def test_truth_counts_match_the_profile_rates(tmp_path: Path) -> None:

@@ -87,6 +87,11 @@ def recon(
             console.print(f"[yellow]quarantined[/yellow] {channel}/{q['file']}: {q['reason']}: {q['detail']}")
     console.print(table)
     console.print(f"breaks by kind: {result.summary['breaks_by_kind']}")
+    opened, carry = result.summary["open_breaks"], result.summary["carry_forward"]
+    console.print(
+        f"open breaks, all days: {opened['count']} ({opened['from_earlier_days']} from earlier days); "
+        f"closed today: {result.summary['breaks_closed']} ({carry['breaks_matched_late']} matched late by a line)"
+    )
     for name, path in result.outputs.items():
         console.print(f"  {name}: {path}")
 

@@ -322,6 +322,8 @@ def test_recon_command(small_days: Path, tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     summary = json.loads((tmp_path / START.isoformat() / "summary.json").read_text())
     assert sorted(summary["channels"]) == ["alipay", "jpbank"]
+    opened = summary["open_breaks"]["count"]
+    assert f"open breaks, all days: {opened} (0 from earlier days)" in " ".join(result.output.split())
     assert (tmp_path / "warehouse.duckdb").exists()
     bad = CliRunner().invoke(app, ["recon", "--date", "2026-13-01", "--input", str(small_days), "--out", str(tmp_path)])
     assert bad.exit_code != 0

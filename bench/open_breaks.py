@@ -1,0 +1,93 @@
+"""What following open breaks across days costs a day's run, as unresolved breaks pile up.
+
+Builds a warehouse whose break history holds DAYS business days of BREAKS breaks a day on three
+channels (half of them still open, a third MISSING_AT_CHANNEL), then times, side by side in one
+process, what a day's run does with it:
+- `open_breaks` (every break still open, all days) and writing it as open_breaks.csv and .parquet;
+- `overdue_breaks` of one channel (the earlier MISSING_AT_CHANNEL breaks a late line may close);
+- the baseline: `breaks_of_day`, the day's own breaks, which is all a run read before breaks
+  stayed open.
+
+    .venv/bin/python bench/open_breaks.py --days 30 --breaks 110000
+
+110,000 breaks a day is the bench's 10M-payment day (about 1.1% of payments break). Figures go to
+bench/README.md by hand, section "Open breaks".
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from datetime import date, timedelta
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from connectors.warehouse import Warehouse
+from pipelines.frames import BREAKS_SCHEMA
+
+FIRST_DAY = date(2026, 10, 1)
+CHANNELS = ["ch0", "ch1", "ch2"]
+
+
+def build(wh: Warehouse, days: int, per_day: int) -> None:
+    """DAYS days of history, PER_DAY breaks a day, each reported once; every other one closed."""
+    wh.execute(f"""
+        INSERT INTO break_history
+        SELECT DATE '{FIRST_DAY}' + (i // {per_day})::INT, 'brk_' || i::VARCHAR,
+               CASE i % 3 WHEN 0 THEN 'MISSING_AT_CHANNEL' WHEN 1 THEN 'MISSING_INTERNAL' ELSE 'AMOUNT_MISMATCH' END,
+               'ch' || (i % 3)::VARCHAR, 'P' || i::VARCHAR, 'T' || i::VARCHAR, 1000 + i % 7, 1000, 'CNY', i % 7,
+               'bench@1', 'OPEN', DATE '{FIRST_DAY}' + (i // {per_day})::INT, 0, 'MANUAL_REVIEW', NULL
+        FROM range({days * per_day}) t(i)""")
+    wh.execute("""
+        INSERT INTO breaks
+        SELECT break_id, kind, channel, payment_id, channel_txn_id, currency, rule_id,
+               CASE WHEN hash(break_id) % 2 = 0 THEN 'OPEN' ELSE 'CLOSED' END,
+               business_date, business_date, business_date
+        FROM break_history""")
+
+
+def best_of(n: int, fn: Callable[[], int]) -> tuple[float, int]:
+    times, rows = [], 0
+    for _ in range(n):
+        start = time.perf_counter()
+        rows = fn()
+        times.append(time.perf_counter() - start)
+    return min(times), rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--days", type=int, default=30)
+    parser.add_argument("--breaks", type=int, default=110_000, help="breaks a day")
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="payrecon-open-") as tmp:
+        out = Path(tmp)
+        with Warehouse(out / "warehouse.duckdb") as wh:
+            print(f"building {args.days} days x {args.breaks:,} breaks ...", file=sys.stderr)
+            build(wh, args.days, args.breaks)
+            day = FIRST_DAY + timedelta(days=args.days - 1)
+
+            def open_breaks() -> int:
+                frame = wh.open_breaks(day, CHANNELS).cast(BREAKS_SCHEMA)  # type: ignore[arg-type]
+                frame.write_csv(out / "open_breaks.csv", date_format="%Y-%m-%d")
+                frame.write_parquet(out / "open_breaks.parquet", compression="zstd", statistics=False)
+                return frame.height
+
+            rows = [
+                ("breaks_of_day (the baseline)", *best_of(args.repeat, lambda: wh.breaks_of_day(day, CHANNELS).height)),
+                ("open_breaks, written as csv and parquet", *best_of(args.repeat, open_breaks)),
+                ("overdue_breaks of one channel", *best_of(args.repeat, lambda: wh.overdue_breaks(day, "ch0").height)),
+            ]
+    print(f"| history: {args.days} days x {args.breaks:,} breaks | rows | best of {args.repeat} s |")
+    print("|---|---:|---:|")
+    for name, seconds, n in rows:
+        print(f"| {name} | {n:,} | {seconds:.2f} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -72,6 +72,9 @@ def run_demo(*, out: Path, generate: bool, payments: int, seed: int, start: date
     truth_table = Table(title="breaks found against the simulator's truth")
     for col in ("engine", "date", "expected", "found", "missed", "false"):
         truth_table.add_column(col, justify="right")
+    open_table = Table(title="breaks still open at the end of each day (they age until resolved)")
+    for col in ("date", "new", "open, all days", "from earlier days", "closed that day"):
+        open_table.add_column(col, justify="right")
     money_table = Table(title="T+1 reconciliation by channel")
     for col in ("date", "channel", "ours in", "channel in", "matched", "pending", "breaks", "quarantined"):
         money_table.add_column(col, justify="right")
@@ -94,6 +97,11 @@ def run_demo(*, out: Path, generate: bool, payments: int, seed: int, start: date
                 str(sum(c["breaks_by_kind"].values())), str(len(c["quarantined"])),
             )  # fmt: skip
         reports += [day_out / "report.html", day_out / "report.xlsx"]
+        opened = result.summary["open_breaks"]
+        open_table.add_row(
+            day.isoformat(), str(sum(result.summary["breaks_by_kind"].values())), str(opened["count"]),
+            str(opened["from_earlier_days"]), str(result.summary["breaks_closed"]),
+        )  # fmt: skip
 
     if with_stream:
         from connectors.kafka import broker
@@ -115,6 +123,7 @@ def run_demo(*, out: Path, generate: bool, payments: int, seed: int, start: date
         reports.append(csv_path)
 
     console.print(money_table)
+    console.print(open_table)
     console.print(truth_table)
     console.print("[bold]reports:[/bold]")
     for path in reports:

@@ -48,14 +48,22 @@ DEFAULT_CHANNELS: tuple[str, ...] = ("alipay", "wechatpay", "stripe", "jpbank")
 DAY_MS = 86_400_000
 
 # Amount ranges in minor units. Normal payments stay below `normal_amount_max_minor`; the faults
-# that rely on matching by amount and time take amounts from reserved ranges above it, so no clean
-# payment can ever be a second candidate by accident.
+# that rely on matching by amount and time (missing_reference, ambiguous, missing_internal) take
+# `reserved_amount` above it, one thousand apart per fault in the day's order, so no clean payment
+# and no other such fault can ever be a second candidate by accident, however large the day.
+# (Three ranges a million apart overlapped past a thousand such faults a day: an ambiguous pair
+# at 2,000,000 + 1000k met a missing_internal line at 3,000,000 + 10k' in a 100k-payment day.)
 normal_amount_min_minor = 100
 normal_amount_max_minor = 500_000
-missing_reference_amount_base_minor = 1_000_000
-ambiguous_amount_base_minor = 2_000_000
-missing_internal_amount_base_minor = 3_000_000
-assert normal_amount_max_minor < missing_reference_amount_base_minor < ambiguous_amount_base_minor
+reserved_amount_base_minor = 1_000_000
+assert normal_amount_max_minor < reserved_amount_base_minor
+
+
+def reserved_amount(k: int, offset: int) -> int:
+    """The amount of the day's `k`-th reserved fault (k counts from 1), `offset` in [0, 1000)."""
+    assert k >= 1 and 0 <= offset < 1000
+    return reserved_amount_base_minor + 1000 * k + offset
+
 
 # Biz types a channel carries: a bank account takes transfers in and out, wallets and cards all five.
 BANK_BIZ_TYPES: tuple[BizType, ...] = (BizType.TOPUP, BizType.WITHDRAW, BizType.TRANSFER)
@@ -404,7 +412,7 @@ def generate_day(
 
         if fault == "missing_internal":
             k_reserved += 1
-            gross = missing_internal_amount_base_minor + 10 * k_reserved + r1 % 10
+            gross = reserved_amount(k_reserved, r1 % 1000)
             b.line(channel, biz, txn, None, gross, rule.fees.expected_fee(biz, gross), created + delay, ok_code)
             b.out.truth.append((BreakKind.MISSING_INTERNAL, channel, "", txn))
             seq -= 1  # no record of ours: the id is not used
@@ -412,7 +420,7 @@ def generate_day(
 
         if fault == "ambiguous":
             k_reserved += 1
-            amount = ambiguous_amount_base_minor + 1000 * k_reserved
+            amount = reserved_amount(k_reserved, 0)
             half = rule.amount_time_window_s * 1000 // 4
             pid2 = f"P{day_tag}{seq:07d}B"
             for p, t in ((pid, created), (pid2, created + half)):
@@ -428,7 +436,7 @@ def generate_day(
 
         if fault == "missing_reference":
             k_reserved += 1
-            amount = missing_reference_amount_base_minor + 1000 * k_reserved + r1 % 1000
+            amount = reserved_amount(k_reserved, r1 % 1000)
             fee = rule.fees.expected_fee(biz, amount)
 
         # What the channel did, what we recorded, which callbacks came.

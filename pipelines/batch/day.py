@@ -702,6 +702,12 @@ def finalize_day(wh: Warehouse, paths: DayPaths, channels: list[str]) -> dict[st
     # Every break of these channels still open on the day, earlier days' included: what finance
     # follows until it is repaired or written off (the reports' aging is of these).
     open_breaks = wh.open_breaks(day, channels).cast(BREAKS_SCHEMA)  # type: ignore[arg-type]
+    # Every break of the day still open on it is in the list once (the list is built separately,
+    # from the history and the break states: a disagreement is a bug, never a report).
+    listed = open_breaks["break_id"]
+    still_open = breaks.filter(pl.col("status").is_in(["OPEN", "REPAIRING"]))["break_id"]
+    if not listed.is_unique().all() or not still_open.is_in(listed.implode()).all():
+        raise AssertionError(f"the open breaks of {day} disagree with the day's breaks")
     summary["open_breaks"] = {
         "count": open_breaks.height,
         "from_earlier_days": open_breaks.filter(pl.col("business_date") < day).height,

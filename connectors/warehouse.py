@@ -292,18 +292,22 @@ class Warehouse:
         return self.frame(query, [channel, channel, business_date])
 
     def overdue_breaks(self, business_date: date, channel: str) -> pl.DataFrame:
-        """The MISSING_AT_CHANNEL breaks of `channel` reported before `business_date` and still
-        open then (those a line of this day matched in an earlier run of it included): break_id,
-        payment_id, channel_txn_id, internal_amount_minor, currency as last reported."""
+        """The MISSING_AT_CHANNEL breaks of `channel` reported before `business_date` and open on
+        it: OPEN or REPAIRING since that day or before, or closed on it by a line of this day in
+        an earlier run of it (which `save_channel_day` undoes first). A break whose status someone
+        changed after the day is left alone. Columns: break_id, payment_id, channel_txn_id,
+        internal_amount_minor, currency as last reported."""
         query = """
             SELECT h.break_id, h.payment_id, h.channel_txn_id, h.internal_amount_minor, h.currency
             FROM break_history h JOIN breaks s USING (break_id)
             WHERE h.channel = ? AND h.kind = 'MISSING_AT_CHANNEL' AND h.business_date < ?
-              AND (s.status IN ('OPEN', 'REPAIRING')
-                   OR h.break_id IN (SELECT break_id FROM break_resolutions WHERE business_date = ? AND channel = ?))
+              AND ((s.status IN ('OPEN', 'REPAIRING') AND s.status_date <= ?)
+                   OR (s.status = 'CLOSED' AND s.status_date = ? AND h.break_id IN (
+                       SELECT break_id FROM break_resolutions WHERE business_date = ? AND channel = ?)))
             QUALIFY row_number() OVER (PARTITION BY h.break_id ORDER BY h.business_date DESC) = 1
             ORDER BY h.break_id"""
-        return self.frame(query, [channel, business_date, business_date, channel])
+        d = business_date
+        return self.frame(query, [channel, d, d, d, d, channel])
 
     # --- the day's results of one channel ------------------------------------------------------------
     def save_channel_day(
@@ -360,8 +364,8 @@ class Warehouse:
                         """INSERT INTO break_resolutions
                            SELECT ?, ?, m.break_id, s.status, s.status_date, m.channel_txn_id
                            FROM day_matched_late m JOIN breaks s USING (break_id)
-                           WHERE s.status IN ('OPEN', 'REPAIRING') AND s.channel = ?""",
-                        [d, channel, channel],
+                           WHERE s.status IN ('OPEN', 'REPAIRING') AND s.status_date <= ? AND s.channel = ?""",
+                        [d, channel, d, channel],
                     )
                 finally:
                     con.unregister("day_matched_late")

@@ -130,3 +130,18 @@ def test_a_break_written_off_is_not_closed_by_a_late_line(tmp_path: Path) -> Non
         assert day3["breaks_by_kind"] == {"MISSING_INTERNAL": 1}
         assert status(wh, bid) == ("WRITTEN_OFF", DAY)
         assert pl.DataFrame(wh.open_breaks(D2, ["alipay"]))["kind"].to_list() == ["MISSING_INTERNAL"]
+
+
+def test_a_break_reopened_by_hand_after_its_late_match_is_left_alone_by_a_rerun(tmp_path: Path) -> None:
+    """Someone judged the late match wrong and reopened the break on a later day: a rerun of the
+    match's day neither closes it again nor counts its line as matched (a MISSING_INTERNAL stays)."""
+    with Warehouse(tmp_path / "w.duckdb") as wh:
+        run(wh, tmp_path, DAY, [{"payment_id": "P1", "amount_minor": 10000}], [])
+        late = [{"payment_id": "P1", "channel_txn_id": "T1", "gross_minor": 10000}]
+        assert run(wh, tmp_path, D2, [], late)["breaks_by_kind"] == {}
+        bid = missing_at_channel("P1")
+        wh.move_break(bid, expected="CLOSED", to="OPEN", on=D3, reason="not the same payment", actor="ops")
+        again = run(wh, tmp_path, D2, [], late)
+        assert again["breaks_by_kind"] == {"MISSING_INTERNAL": 1}
+        assert again["channel"] == {"rows_in": 1, "matched": 0, "pending": 0, "breaks": 1, "rejected": 0}
+        assert status(wh, bid) == ("OPEN", D3) and wh.count("break_resolutions") == 0

@@ -338,7 +338,7 @@ class Warehouse:
         date, and reopens when it was closed on or before today. A run judges only its own day's
         records, so it closes only what its day reported before: an OPEN or REPAIRING break this
         channel reported for this date, not seen in this rerun and reported for no other date, is
-        closed (compare-and-set). Breaks of earlier days stay open, and age, until a rerun of
+        closed (compare-and-set; one whose status someone changed after this date is left alone). Breaks of earlier days stay open, and age, until a rerun of
         their day no longer finds them or their status is moved (repair, write-off).
         """
         con = self.con
@@ -400,12 +400,12 @@ class Warehouse:
                 for expected in ("OPEN", "REPAIRING"):
                     self.execute(
                         """UPDATE breaks SET status = 'CLOSED', status_date = ?
-                           WHERE channel = ? AND status = ?
+                           WHERE channel = ? AND status = ? AND status_date <= ?
                              AND break_id IN (SELECT break_id FROM break_history WHERE business_date = ? AND channel = ?)
                              AND break_id NOT IN (SELECT break_id FROM day_breaks)
                              AND break_id NOT IN (
                                  SELECT break_id FROM break_history WHERE business_date <> ? AND channel = ?)""",
-                        [d, channel, expected, d, channel, d, channel],
+                        [d, channel, expected, d, d, channel, d, channel],
                     )
             self.execute("DELETE FROM break_history WHERE business_date = ? AND channel = ?", [d, channel])
             # The status reported is the break's status on this day: a move dated later (by hand,

@@ -141,6 +141,15 @@ def test_the_open_breaks_of_a_day_do_not_change_with_later_events(tmp_path: Path
         assert wh.open_breaks(D6, ["stripe"]).height == 0
 
 
+def test_a_rerun_does_not_close_a_break_someone_moved_after_its_day(tmp_path: Path) -> None:
+    with Warehouse(tmp_path / "w.duckdb") as wh:
+        save(wh, D1, ["p1"])
+        p1 = break_id("alipay", "MISSING_AT_CHANNEL", "p1", None)
+        wh.move_break(p1, expected="OPEN", to="REPAIRING", on=D4, reason="re-queried", actor="ops")
+        save(wh, D1, [])
+        assert state(wh, "p1") == ("REPAIRING", D1, D4)
+
+
 def test_a_held_channel_closes_nothing(tmp_path: Path) -> None:
     with Warehouse(tmp_path / "w.duckdb") as wh:
         save(wh, D1, ["p1"])

@@ -543,6 +543,21 @@ class Warehouse:
             ),
         }
 
+    def history_summary(self, business_date: date) -> pl.DataFrame:
+        """The breaks reported per day up to `business_date`, per channel and currency: count and
+        amount at risk (|delta| when both sides are known, else |the known side|), summed here,
+        not in Python: a month of a large day's history is millions of rows. Columns as the
+        report's HISTORY_SCHEMA (amount_at_risk_minor Int128, exact)."""
+        frame = self.frame(
+            """SELECT business_date, channel, currency, count(*) AS breaks,
+                      sum(coalesce(abs(delta_minor), abs(channel_amount_minor), abs(internal_amount_minor), 0)::HUGEINT)
+                          AS amount_at_risk_minor
+               FROM break_history WHERE business_date <= ?
+               GROUP BY business_date, channel, currency ORDER BY business_date, channel, currency""",
+            [business_date],
+        )
+        return frame.with_columns(pl.col("breaks").cast(pl.Int64), pl.col("amount_at_risk_minor").cast(pl.Int128))
+
     def closed_on(self, business_date: date, channel: str) -> int:
         rows = self.execute(
             "SELECT count(*) FROM breaks WHERE channel = ? AND status = 'CLOSED' AND status_date = ?",

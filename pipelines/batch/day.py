@@ -738,7 +738,7 @@ def finalize_day(wh: Warehouse, paths: DayPaths, channels: list[str]) -> dict[st
         docs = gates.data_docs(day_results, out)
         if docs is not None:
             written["data_docs"] = docs
-    history = wh.frame("SELECT * FROM break_history WHERE business_date <= ? ORDER BY business_date, break_id", [day])
+    history = wh.history_summary(day)
     for path in gates.reports(
         out, business_date=day, breaks=breaks, summary=summary, history=history, open_breaks=open_breaks
     ):

@@ -195,7 +195,7 @@ def build(
 ) -> ReportModel:
     """The report's figures from the day's `breaks` (BREAKS_SCHEMA), `summary` (the summary.json
     dict agreed with the engine), the optional `history` (break rows as reported per day,
-    BREAKS_SCHEMA; summarised to HISTORY_SCHEMA) and the optional `open_breaks` (every break still
+    BREAKS_SCHEMA, summarised here to HISTORY_SCHEMA; or already summarised, HISTORY_SCHEMA) and the optional `open_breaks` (every break still
     open on the day, BREAKS_SCHEMA with age_days counted to the day). The aging is of
     `open_breaks` when given, else of the day's breaks."""
     breaks = _checked_breaks(breaks, "breaks")
@@ -203,7 +203,11 @@ def build(
         open_breaks = _checked_breaks(open_breaks, "open breaks")
         if (open_breaks["business_date"] > business_date).any():
             raise ReportInputError(f"open breaks: a break reported after {business_date}")
-    if history is not None:
+    if history is not None and list(history.columns) == list(HISTORY_SCHEMA):
+        # Already summarised per day, channel and currency (the warehouse sums it in DuckDB).
+        history = check_frame(history, HISTORY_SCHEMA, "history").filter(pl.col("business_date") <= business_date)
+        history = history.sort("business_date", "channel", "currency")
+    elif history is not None:
         history = (
             with_amount_at_risk(check_frame(history, BREAKS_SCHEMA, "history"))
             .filter(pl.col("business_date") <= business_date)

@@ -330,3 +330,21 @@ def test_breaks_show_and_move_from_the_command_line(tmp_path: Path) -> None:
     assert runner.invoke(app, ["breaks", "show", p1, "--out", str(tmp_path / "elsewhere")]).exit_code == 2
     shown = runner.invoke(app, ["breaks", "show", p1, *where])
     assert "under materiality" in shown.output and "ops.a" in shown.output
+
+
+def test_the_history_is_summed_exactly_in_duckdb(tmp_path: Path) -> None:
+    """Counts and amounts at risk per day, channel and currency, past 2**63 in total, exact."""
+    with Warehouse(tmp_path / "w.duckdb") as wh:
+        big = 2**62
+        wh.execute(
+            """INSERT INTO break_history VALUES
+               (?, 'b1', 'MISSING_AT_CHANNEL', 'alipay', 'p1', NULL, ?, NULL, 'CNY', NULL, 'r@1', 'OPEN', ?, 0, 'A', NULL),
+               (?, 'b2', 'MISSING_AT_CHANNEL', 'alipay', 'p2', NULL, ?, NULL, 'CNY', NULL, 'r@1', 'OPEN', ?, 0, 'A', NULL),
+               (?, 'b3', 'AMOUNT_MISMATCH', 'alipay', 'p3', 't3', 100, 93, 'CNY', -7, 'r@1', 'OPEN', ?, 0, 'A', NULL),
+               (?, 'b4', 'MISSING_INTERNAL', 'alipay', NULL, 't4', NULL, -250, 'CNY', NULL, 'r@1', 'OPEN', ?, 0, 'A', NULL),
+               (?, 'b5', 'MISSING_INTERNAL', 'stripe', NULL, 't5', NULL, 9, 'USD', NULL, 'r@1', 'OPEN', ?, 0, 'A', NULL)""",
+            [D1, big, D1, D1, -big, D1, D1, D1, D4, D4, D6, D6],
+        )
+        summed = wh.history_summary(D4)
+        assert summed.schema["amount_at_risk_minor"] == pl.Int128 and summed.schema["breaks"] == pl.Int64
+        assert summed.rows() == [(D1, "alipay", "CNY", 3, 2 * big + 7), (D4, "alipay", "CNY", 1, 250)]

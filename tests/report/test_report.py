@@ -312,3 +312,23 @@ def test_open_breaks_reported_after_the_day_are_refused(tmp_path: Path) -> None:
     later = open_frame().with_columns(pl.lit(DAY + timedelta(days=1)).alias("business_date"))
     with pytest.raises(ReportInputError, match="reported after"):
         _write(tmp_path, open_breaks=later)
+
+
+def test_a_history_summarised_beforehand_gives_the_same_bytes(tmp_path: Path) -> None:
+    """The warehouse sums the history in DuckDB (`Warehouse.history_summary`); the report reads
+    that as it reads the break rows."""
+    rows = history_frame()
+    summed = (
+        with_amount_at_risk(rows)
+        .group_by("business_date", "channel", "currency")
+        .agg(
+            pl.len().cast(pl.Int64).alias("breaks"),
+            pl.col("at_risk_minor").cast(pl.Int128).sum().alias("amount_at_risk_minor"),
+        )
+        .sort("currency", descending=True)  # any order
+    )
+    a = _write(tmp_path / "rows", history=rows)
+    b = _write(tmp_path / "summed", history=summed)
+    assert [p.read_bytes() for p in a] == [p.read_bytes() for p in b]
+    with pytest.raises(ReportInputError, match="amount_at_risk_minor"):
+        _write(tmp_path / "float", history=summed.with_columns(pl.col("amount_at_risk_minor").cast(pl.Float64)))

@@ -28,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from connectors.warehouse import Warehouse
 from pipelines.frames import BREAKS_SCHEMA
+from pipelines.report.model import with_amount_at_risk
 
 FIRST_DAY = date(2026, 10, 1)
 CHANNELS = ["ch0", "ch1", "ch2"]
@@ -78,8 +79,18 @@ def main() -> None:
                 frame.write_parquet(out / "open_breaks.parquet", compression="zstd", statistics=False)
                 return frame.height
 
+            def history_rows() -> int:
+                # What finalize_day did before history_summary: every row into Polars, summed there.
+                rows = wh.frame("SELECT * FROM break_history WHERE business_date <= ?", [day])
+                return with_amount_at_risk(rows).group_by("business_date", "channel", "currency").len().height
+
             rows = [
                 ("breaks_of_day (the baseline)", *best_of(args.repeat, lambda: wh.breaks_of_day(day, CHANNELS).height)),
+                ("history for the report, every row summed in Polars (before)", *best_of(args.repeat, history_rows)),
+                (
+                    "history for the report, history_summary in DuckDB",
+                    *best_of(args.repeat, lambda: wh.history_summary(day).height),
+                ),
                 ("open_breaks, written as csv and parquet", *best_of(args.repeat, open_breaks)),
                 ("overdue_breaks of one channel", *best_of(args.repeat, lambda: wh.overdue_breaks(day, "ch0").height)),
             ]

@@ -463,13 +463,19 @@ class Warehouse:
             "date_diff('day', h.first_seen_date, ?::DATE) AS age_days" if c == "age_days" else f"h.{c}"
             for c in HISTORY_COLUMNS
         )
+        # The open ones first, then each one's latest report by a join on (id, date): a window
+        # over every history row took 1.9 s against 1.3 s for a month of 110,000 breaks a day.
         query = f"""
-            SELECT {columns} FROM break_history h JOIN breaks s USING (break_id)
-            WHERE h.business_date <= ? AND list_contains(?, h.channel)
-              AND (s.status IN ('OPEN', 'REPAIRING') OR s.status_date > ?)
-            QUALIFY row_number() OVER (PARTITION BY h.break_id ORDER BY h.business_date DESC) = 1
+            WITH open_ids AS (
+                SELECT break_id FROM breaks
+                WHERE list_contains(?, channel) AND (status IN ('OPEN', 'REPAIRING') OR status_date > ?)),
+            latest AS (
+                SELECT break_id, max(business_date) AS business_date FROM break_history
+                WHERE business_date <= ? AND break_id IN (SELECT break_id FROM open_ids) GROUP BY break_id)
+            SELECT {columns} FROM break_history h JOIN latest USING (break_id, business_date)
             ORDER BY h.channel, h.kind, h.payment_id NULLS FIRST, h.channel_txn_id NULLS FIRST, h.break_id"""
-        return self.frame(query, [business_date, business_date, channels, business_date])
+        d = business_date
+        return self.frame(query, [channels, d, d, d])
 
     def move_break(
         self, break_id: str, *, expected: str, to: str, on: date, reason: str, actor: str

@@ -208,7 +208,7 @@ def render(model: ReportModel) -> str:
     cards += [
         (str(len(quarantined)), "quarantined files"),
         (str(model.carry_forward["pending_out"]), "pending, carried forward"),
-        (str(model.breaks_closed), "breaks closed"),
+        (str(model.breaks_closed), f"breaks closed ({model.carry_forward['breaks_matched_late']} matched late)"),
     ]
     earlier = model.open_from_earlier_days
     if model.open_breaks is not None and earlier is not None:

@@ -296,9 +296,9 @@ class Warehouse:
         it: OPEN or REPAIRING since that day or before, or closed on it by a line of this day in
         an earlier run of it (which `save_channel_day` undoes first). A break whose status someone
         changed after the day is left alone. Columns: break_id, payment_id, channel_txn_id,
-        internal_amount_minor, currency as last reported."""
+        internal_amount_minor, currency, first_seen_date as last reported."""
         query = """
-            SELECT h.break_id, h.payment_id, h.channel_txn_id, h.internal_amount_minor, h.currency
+            SELECT h.break_id, h.payment_id, h.channel_txn_id, h.internal_amount_minor, h.currency, h.first_seen_date
             FROM break_history h JOIN breaks s USING (break_id)
             WHERE h.channel = ? AND h.kind = 'MISSING_AT_CHANNEL' AND h.business_date < ?
               AND ((s.status IN ('OPEN', 'REPAIRING') AND s.status_date <= ?)

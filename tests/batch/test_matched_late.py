@@ -34,12 +34,19 @@ def run(
 ) -> dict[str, Any]:
     staged = internal(ours, day=day).select(list(INTERNAL_SCHEMA))
     paths = DayPaths(tmp / "in", tmp / "out", day, "duckdb", False)
+    # Staged as prepare_day stages them: a late pair is classified against our record staged on
+    # the day its break was first seen.
+    wh.write_partition("internal", day, "alipay", staged)
     if not sharded:
         return match_and_persist(wh, paths, RULE, ACCEPTED, lines(theirs, day=day), staged).summary
     # From the staged partitions, cut in shards (as a channel too large to hold is matched).
-    wh.write_partition("internal", day, "alipay", staged)
     wh.write_partition("lines", day, "alipay", lines(theirs, day=day))
     return match_and_persist(wh, paths, RULE, ACCEPTED).summary
+
+
+def line(payment_id: str, txn: str, gross: int, **kw: Any) -> dict[str, Any]:
+    """A late line of a PAY with alipay's contracted fee (0.6%), unless `fee_minor` says otherwise."""
+    return {"payment_id": payment_id, "channel_txn_id": txn, "gross_minor": gross, "fee_minor": gross * 6 // 1000, **kw}
 
 
 def missing_at_channel(payment_id: str) -> str:
@@ -73,10 +80,10 @@ def test_a_late_line_closes_the_break_it_answers_and_a_rerun_without_it_reopens_
         )
         assert day1["breaks_by_kind"] == {"MISSING_AT_CHANNEL": 4}
         late = [
-            {"payment_id": "P1", "channel_txn_id": "T1", "gross_minor": 10000},  # answers P1: our payment id
-            {"payment_id": "P3", "channel_txn_id": "T3", "gross_minor": 30000},
-            {"payment_id": "P2", "channel_txn_id": "T2", "gross_minor": 20001},  # another amount: a person's call
-            {"payment_id": "", "channel_txn_id": "T4", "gross_minor": 40000},  # no reference: never paired
+            line("P1", "T1", 10000),  # answers P1: our payment id
+            line("P3", "T3", 30000),
+            line("P2", "T2", 20001),  # another amount: a person's call
+            line("", "T4", 40000),  # no reference: never paired
         ]
         day3 = run(wh, tmp_path, D2, [], late, sharded=sharded)
         assert day3["breaks_by_kind"] == {"MISSING_INTERNAL": 2}
@@ -104,17 +111,14 @@ def test_a_late_line_closes_the_break_it_answers_and_a_rerun_without_it_reopens_
         assert status(wh, missing_at_channel("P1")) == ("OPEN", DAY)
         assert wh.count("break_resolutions") == 1
         # A later day's line for a closed break is a MISSING_INTERNAL like any other.
-        day4 = run(wh, tmp_path, D3, [], [{"payment_id": "P3", "channel_txn_id": "T3b", "gross_minor": 30000}])
+        day4 = run(wh, tmp_path, D3, [], [line("P3", "T3b", 30000)])
         assert day4["breaks_by_kind"] == {"MISSING_INTERNAL": 1}
 
 
 def test_two_candidates_are_never_a_pick(tmp_path: Path) -> None:
     with Warehouse(tmp_path / "w.duckdb") as wh:
         run(wh, tmp_path, DAY, [{"payment_id": "P1", "amount_minor": 10000}], [])
-        both = [
-            {"payment_id": "P1", "channel_txn_id": "T1", "gross_minor": 10000},
-            {"payment_id": "P1", "channel_txn_id": "T1b", "gross_minor": 10000},
-        ]
+        both = [line("P1", "T1", 10000), line("P1", "T1b", 10000)]
         day3 = run(wh, tmp_path, D2, [], both)
         assert day3["breaks_by_kind"] == {"MISSING_INTERNAL": 2}
         assert status(wh, missing_at_channel("P1")) == ("OPEN", DAY)
@@ -126,7 +130,7 @@ def test_a_break_written_off_is_not_closed_by_a_late_line(tmp_path: Path) -> Non
         run(wh, tmp_path, DAY, [{"payment_id": "P1", "amount_minor": 10000}], [])
         bid = missing_at_channel("P1")
         wh.move_break(bid, expected="OPEN", to="WRITTEN_OFF", on=DAY, reason="lost", actor="ops")
-        day3 = run(wh, tmp_path, D2, [], [{"payment_id": "P1", "channel_txn_id": "T1", "gross_minor": 10000}])
+        day3 = run(wh, tmp_path, D2, [], [line("P1", "T1", 10000)])
         assert day3["breaks_by_kind"] == {"MISSING_INTERNAL": 1}
         assert status(wh, bid) == ("WRITTEN_OFF", DAY)
         assert pl.DataFrame(wh.open_breaks(D2, ["alipay"]))["kind"].to_list() == ["MISSING_INTERNAL"]
@@ -137,7 +141,7 @@ def test_a_break_reopened_by_hand_after_its_late_match_is_left_alone_by_a_rerun(
     match's day neither closes it again nor counts its line as matched (a MISSING_INTERNAL stays)."""
     with Warehouse(tmp_path / "w.duckdb") as wh:
         run(wh, tmp_path, DAY, [{"payment_id": "P1", "amount_minor": 10000}], [])
-        late = [{"payment_id": "P1", "channel_txn_id": "T1", "gross_minor": 10000}]
+        late = [line("P1", "T1", 10000)]
         assert run(wh, tmp_path, D2, [], late)["breaks_by_kind"] == {}
         bid = missing_at_channel("P1")
         wh.move_break(bid, expected="CLOSED", to="OPEN", on=D3, reason="not the same payment", actor="ops")
@@ -145,3 +149,25 @@ def test_a_break_reopened_by_hand_after_its_late_match_is_left_alone_by_a_rerun(
         assert again["breaks_by_kind"] == {"MISSING_INTERNAL": 1}
         assert again["channel"] == {"rows_in": 1, "matched": 0, "pending": 0, "breaks": 1, "rejected": 0}
         assert status(wh, bid) == ("OPEN", D3) and wh.count("break_resolutions") == 0
+
+
+def test_a_late_line_is_classified_like_any_pair_fee_and_status_included(tmp_path: Path) -> None:
+    """A late line with another fee than the contracted one is not its break's answer: both
+    breaks stay for a person. A refund's late line (money out) pairs."""
+    with Warehouse(tmp_path / "w.duckdb") as wh:
+        ours = [
+            {"payment_id": "P1", "amount_minor": 10000},
+            {"payment_id": "P2", "amount_minor": 20000},
+            {"payment_id": "R3", "amount_minor": 5000, "biz_type": "REFUND", "parent_payment_id": "P0"},
+        ]
+        run(wh, tmp_path, DAY, ours, [])
+        late = [
+            line("P1", "T1", 10000, fee_minor=61),  # contracted: 60
+            line("P2", "T2", 20000),
+            line("R3", "T3", -5000, fee_minor=0),
+        ]
+        day3 = run(wh, tmp_path, D2, [], late)
+        assert day3["breaks_by_kind"] == {"MISSING_INTERNAL": 1}
+        assert status(wh, missing_at_channel("P1")) == ("OPEN", DAY)
+        assert status(wh, missing_at_channel("P2"))[0] == "CLOSED"
+        assert status(wh, missing_at_channel("R3"))[0] == "CLOSED"

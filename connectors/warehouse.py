@@ -338,8 +338,10 @@ class Warehouse:
         date, and reopens when it was closed on or before today. A run judges only its own day's
         records, so it closes only what its day reported before: an OPEN or REPAIRING break this
         channel reported for this date, not seen in this rerun and reported for no other date, is
-        closed (compare-and-set; one whose status someone changed after this date is left alone). Breaks of earlier days stay open, and age, until a rerun of
-        their day no longer finds them or their status is moved (repair, write-off).
+        closed (compare-and-set; one whose status someone changed after this date is left
+        alone). Breaks of earlier days stay open, and age, until a rerun of their day no longer
+        finds them, a late line answers them (`matched_late`) or their status is moved (repair,
+        write-off).
         """
         con = self.con
         con.execute("BEGIN TRANSACTION").fetchall()

@@ -16,7 +16,6 @@ from pathlib import Path
 
 import pytest
 from aiokafka import AIOKafkaProducer
-from aiokafka.structs import TopicPartition
 
 from connectors.kafka.admin import committed_offsets
 from connectors.kafka.codecs import encode_json
@@ -87,13 +86,14 @@ def test_a_partition_with_nothing_committed_is_read_again_from_its_beginning(
         worker = _app(kafka_topics, kafka_bootstrap, tmp_path)
         await worker.app.start()
         try:
-            await _until(lambda: worker.dead_lettered == total, "the records to be processed")
+            # At least once: the group's first rebalance may already have read them twice.
+            await _until(lambda: worker.dead_lettered >= total, "the records to be processed")
             assert await committed_offsets(kafka_bootstrap, kafka_topics.app_id, kafka_topics.payment_events) == {}
             # What the consumer does after every rebalance, and whenever it drops fetched records.
+            # (Its position right after the seek is no proof: the fetcher may already have moved it.)
+            before = worker.dead_lettered
             await worker.app.consumer.perform_seek()
-            tp = TopicPartition(kafka_topics.payment_events, 0)
-            assert await worker.app.consumer.position(tp) == 0
-            await _until(lambda: worker.dead_lettered == 2 * total, "every record to be read again")
+            await _until(lambda: worker.dead_lettered >= before + total, "every record to be read again")
         finally:
             await worker.app.stop()
 

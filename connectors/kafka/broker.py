@@ -263,7 +263,15 @@ logger.controller.level = INFO
 
 
 def _cluster_id() -> str:
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    """A random cluster id as Kafka makes them: 16 random bytes in URL-safe base64.
+
+    One id in 64 would start with "-", which `kafka-storage format` reads as an option and
+    fails on; Kafka's own `Uuid.randomUuid` draws again in that case, and so does this.
+    """
+    while True:
+        cid = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cid.startswith("-"):
+            return cid
 
 
 def _format_and_start(p: BrokerPaths) -> subprocess.Popen[bytes]:
@@ -278,7 +286,7 @@ def _format_and_start(p: BrokerPaths) -> subprocess.Popen[bytes]:
         bin_dir = Path(kafka_home) / "bin"
         if not (bin_dir / "kafka-server-start.sh").exists():
             raise BrokerError(f"KAFKA_HOME={kafka_home}: no bin/kafka-server-start.sh there")
-        fmt = [str(bin_dir / "kafka-storage.sh"), "format", "--ignore-formatted", "-t", _cluster_id()]
+        fmt = [str(bin_dir / "kafka-storage.sh"), "format", "--ignore-formatted", f"--cluster-id={_cluster_id()}"]
         fmt += ["-c", str(p.properties)]
         start = [str(bin_dir / "kafka-server-start.sh"), str(p.properties)]
     else:
@@ -286,7 +294,7 @@ def _format_and_start(p: BrokerPaths) -> subprocess.Popen[bytes]:
         libs = resolve_libs(p)
         base = [java, *HEAP.split(), f"-Dlog4j2.configurationFile={p.log4j}", f"-Dkafka.logs.dir={p.logs}"]
         base += ["-cp", f"{libs}/*"]
-        fmt = [*base, "kafka.tools.StorageTool", "format", "--ignore-formatted", "-t", _cluster_id()]
+        fmt = [*base, "kafka.tools.StorageTool", "format", "--ignore-formatted", f"--cluster-id={_cluster_id()}"]
         fmt += ["-c", str(p.properties)]
         start = [*base, "-XX:+UseG1GC", "-Djava.awt.headless=true", "kafka.Kafka", str(p.properties)]
     if not formatted:

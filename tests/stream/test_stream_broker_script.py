@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import uuid
 from pathlib import Path
 
 import pytest
@@ -34,3 +36,13 @@ def test_bad_port_override(monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("PAYRECON_KAFKA_PORT", "kafka")
     with pytest.raises(broker.BrokerError, match="PAYRECON_KAFKA_PORT"):
         broker.paths()
+
+
+def test_a_cluster_id_never_starts_with_a_dash(monkeypatch: pytest.MonkeyPatch):
+    # 0xf8 in the first byte encodes to "-" first: kafka-storage format would read it as an
+    # option ("argument --cluster-id/-t: expected one argument"), one fresh data folder in 64.
+    draws = iter([uuid.UUID(bytes=b"\xf8" + bytes(15)), uuid.UUID(bytes=b"\x10" + bytes(15))])
+    monkeypatch.setattr(broker.uuid, "uuid4", lambda: next(draws))
+    cid = broker._cluster_id()
+    assert cid == base64.urlsafe_b64encode(b"\x10" + bytes(15)).decode().rstrip("=")
+    assert len(cid) == 22

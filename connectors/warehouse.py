@@ -10,7 +10,8 @@ state. It holds:
   bytes for another day are a duplicate file), `quarantine_log`, `pending` (the carry-forward set as
   of each business date), `breaks` (one row per break id: its state), `break_history` (each day's
   breaks as reported), `break_status_log` (each status change someone made: `move_break`),
-  `break_resolutions` (earlier days' MISSING_AT_CHANNEL breaks a day's late line matched),
+  `break_resolutions` (earlier days' MISSING_AT_CHANNEL or MISSING_INTERNAL breaks a day's late
+  line or late record of ours matched),
   `outbox` (repair tasks until the compensation queue takes them), `run_log` (each channel's counts
   per day).
 
@@ -71,7 +72,12 @@ CREATE TABLE IF NOT EXISTS break_status_log (
     status_date DATE NOT NULL, reason VARCHAR NOT NULL, actor VARCHAR NOT NULL, PRIMARY KEY (break_id, seq));
 CREATE TABLE IF NOT EXISTS break_resolutions (
     business_date DATE NOT NULL, channel VARCHAR NOT NULL, break_id VARCHAR NOT NULL, from_status VARCHAR NOT NULL,
-    from_status_date DATE NOT NULL, channel_txn_id VARCHAR NOT NULL, PRIMARY KEY (business_date, break_id));
+    from_status_date DATE NOT NULL, channel_txn_id VARCHAR NOT NULL, payment_id VARCHAR,
+    PRIMARY KEY (business_date, break_id));
+-- A warehouse of the ninth session knew only late lines: their payment id is the break's.
+ALTER TABLE break_resolutions ADD COLUMN IF NOT EXISTS payment_id VARCHAR;
+UPDATE break_resolutions SET payment_id = b.payment_id FROM breaks b
+WHERE break_resolutions.payment_id IS NULL AND b.break_id = break_resolutions.break_id;
 CREATE TABLE IF NOT EXISTS run_log (
     business_date DATE NOT NULL, channel VARCHAR NOT NULL, rule_ref VARCHAR NOT NULL, summary VARCHAR NOT NULL,
     PRIMARY KEY (business_date, channel));
@@ -291,23 +297,25 @@ class Warehouse:
             ORDER BY payment_id"""
         return self.frame(query, [channel, channel, business_date])
 
-    def overdue_breaks(self, business_date: date, channel: str) -> pl.DataFrame:
-        """The MISSING_AT_CHANNEL breaks of `channel` reported before `business_date` and open on
-        it: OPEN or REPAIRING since that day or before, or closed on it by a line of this day in
-        an earlier run of it (which `save_channel_day` undoes first). A break whose status someone
-        changed after the day is left alone. Columns: break_id, payment_id, channel_txn_id,
-        internal_amount_minor, currency, first_seen_date as last reported."""
+    def overdue_breaks(self, business_date: date, channel: str, kind: str = "MISSING_AT_CHANNEL") -> pl.DataFrame:
+        """The `kind` breaks (MISSING_AT_CHANNEL or MISSING_INTERNAL) of `channel` reported before
+        `business_date` and open on it: OPEN or REPAIRING since that day or before, or closed on it
+        by a late counterpart of this day in an earlier run of it (which `save_channel_day` undoes
+        first). A break whose status someone changed after the day is left alone. Columns:
+        break_id, payment_id, channel_txn_id, internal_amount_minor, channel_amount_minor,
+        currency, first_seen_date as last reported."""
         query = """
-            SELECT h.break_id, h.payment_id, h.channel_txn_id, h.internal_amount_minor, h.currency, h.first_seen_date
+            SELECT h.break_id, h.payment_id, h.channel_txn_id, h.internal_amount_minor, h.channel_amount_minor,
+                   h.currency, h.first_seen_date
             FROM break_history h JOIN breaks s USING (break_id)
-            WHERE h.channel = ? AND h.kind = 'MISSING_AT_CHANNEL' AND h.business_date < ?
+            WHERE h.channel = ? AND h.kind = ? AND h.business_date < ?
               AND ((s.status IN ('OPEN', 'REPAIRING') AND s.status_date <= ?)
                    OR (s.status = 'CLOSED' AND s.status_date = ? AND h.break_id IN (
                        SELECT break_id FROM break_resolutions WHERE business_date = ? AND channel = ?)))
             QUALIFY row_number() OVER (PARTITION BY h.break_id ORDER BY h.business_date DESC) = 1
             ORDER BY h.break_id"""
         d = business_date
-        return self.frame(query, [channel, d, d, d, d, channel])
+        return self.frame(query, [channel, kind, d, d, d, d, channel])
 
     # --- the day's results of one channel ------------------------------------------------------------
     def save_channel_day(
@@ -326,10 +334,12 @@ class Warehouse:
     ) -> None:
         """Persist one channel's day atomically (its breaks as reported: `breaks_of_day`).
 
-        `matched_late`: earlier days' MISSING_AT_CHANNEL breaks a line of this day matched
-        (break_id, channel_txn_id of the line): each is closed as of this day (compare-and-set from
-        OPEN or REPAIRING) and kept in break_resolutions; a rerun first undoes what the day's
-        earlier run closed this way, so a rerun whose line is gone leaves the break open again.
+        `matched_late`: earlier days' MISSING_AT_CHANNEL breaks a line of this day matched, and
+        MISSING_INTERNAL breaks a record of ours of this day matched (break_id, and the pair that
+        matched: payment_id of our record, channel_txn_id of the line): each is closed as of this
+        day (compare-and-set from OPEN or REPAIRING) and kept in break_resolutions; a rerun first
+        undoes what the day's earlier run closed this way, so a rerun whose counterpart is gone
+        leaves the break open again.
 
         `breaks`: the engine's breaks with `action` (break_id unique). `pending`: PENDING_COLUMNS.
         `outbox`: OUTBOX_COLUMNS (inserted once per task_id, never replaced). `reconciled` False
@@ -340,7 +350,7 @@ class Warehouse:
         channel reported for this date, not seen in this rerun and reported for no other date, is
         closed (compare-and-set; one whose status someone changed after this date is left
         alone). Breaks of earlier days stay open, and age, until a rerun of their day no longer
-        finds them, a late line answers them (`matched_late`) or their status is moved (repair,
+        finds them, a late counterpart answers them (`matched_late`) or their status is moved (repair,
         write-off).
         """
         con = self.con
@@ -360,11 +370,13 @@ class Warehouse:
             )
             self.execute("DELETE FROM break_resolutions WHERE business_date = ? AND channel = ?", [d, channel])
             if matched_late is not None and matched_late.height:
-                con.register("day_matched_late", as_arrow(matched_late.select("break_id", "channel_txn_id")))
+                late = matched_late.select("break_id", "channel_txn_id", "payment_id")
+                con.register("day_matched_late", as_arrow(late))
                 try:
                     self.execute(
-                        """INSERT INTO break_resolutions
-                           SELECT ?, ?, m.break_id, s.status, s.status_date, m.channel_txn_id
+                        """INSERT INTO break_resolutions BY NAME
+                           SELECT ? AS business_date, ? AS channel, m.break_id, s.status AS from_status,
+                                  s.status_date AS from_status_date, m.channel_txn_id, m.payment_id
                            FROM day_matched_late m JOIN breaks s USING (break_id)
                            WHERE s.status IN ('OPEN', 'REPAIRING') AND s.status_date <= ? AND s.channel = ?""",
                         [d, channel, d, channel],
@@ -538,7 +550,7 @@ class Warehouse:
     def break_record(self, break_id: str) -> dict[str, pl.DataFrame]:
         """What the warehouse knows of one break: its `state` (one row or none), its `reports`
         (break_history, by day), its `moves` (break_status_log, in order) and its `resolutions`
-        (the day and the line that matched it late: break_resolutions)."""
+        (the day and the pair that matched it late: break_resolutions)."""
         return {
             "state": self.frame("SELECT * FROM breaks WHERE break_id = ?", [break_id]),
             "reports": self.frame(

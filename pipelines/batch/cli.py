@@ -90,7 +90,7 @@ def recon(
     opened, carry = result.summary["open_breaks"], result.summary["carry_forward"]
     console.print(
         f"open breaks, all days: {opened['count']} ({opened['from_earlier_days']} from earlier days); "
-        f"closed today: {result.summary['breaks_closed']} ({carry['breaks_matched_late']} matched late by a line)"
+        f"closed today: {result.summary['breaks_closed']} ({carry['breaks_matched_late']} answered by a late line or record)"
     )
     for name, path in result.outputs.items():
         console.print(f"  {name}: {path}")
@@ -151,7 +151,10 @@ def show(
         )
     console.print(reports)
     for r in record["resolutions"].iter_rows(named=True):
-        console.print(f"matched late on {r['business_date']} by the line {r['channel_txn_id']} (closed there)")
+        console.print(
+            f"matched late on {r['business_date']}: our record {r['payment_id']} with the line "
+            f"{r['channel_txn_id']} (closed there)"
+        )
     if record["moves"].height:
         moves = Table(title="moved by hand")
         for column in ("seq", "from", "to", "as of", "by", "reason"):

@@ -41,6 +41,7 @@ from connectors.statements import ParsedFile, StatementError
 from connectors.warehouse import OUTBOX_COLUMNS, PENDING_COLUMNS, Warehouse
 from pipelines.batch import gates
 from pipelines.batch.engine import ENGINE_BREAK_SCHEMA, ChannelResult, match_channel
+from pipelines.batch.late import matched_late
 from pipelines.batch.load import (
     INTERNAL_SCHEMA,
     InputFileError,
@@ -53,10 +54,9 @@ from pipelines.batch.load import (
 )
 from pipelines.batch.shards import match_in_shards, parquet_rows, shard_count
 from pipelines.frames import BREAKS_SCHEMA
-from pipelines.matching.classify import classify_pair
-from pipelines.matching.rules import MatchKey, Rule, load_rules
+from pipelines.matching.rules import Rule, load_rules
 from pipelines.matching.sql import lit, task_id_expr
-from pipelines.records import DEFAULT_ACTION, BizType, BreakKind, PaymentStatus, RepairAction
+from pipelines.records import DEFAULT_ACTION, BreakKind, RepairAction
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +66,8 @@ _OURS_KINDS = (BreakKind.MISSING_AT_CHANNEL, BreakKind.STATUS_MISMATCH)
 
 
 # summary.json's carry_forward: our records pending from earlier days and what became of them,
-# and the earlier days' MISSING_AT_CHANNEL breaks a late line of the day matched (`_matched_late`).
+# and the earlier days' breaks a late line or late record of ours of the day answered
+# (`pipelines.batch.late`).
 CARRY_FORWARD_COUNTS = (
     "pending_in",
     "matched_from_previous",
@@ -538,20 +539,31 @@ def match_and_persist(
             finally:
                 con.close()
         del internal
-    matched_late = None if held else _matched_late(wh, rule, day, result.breaks, lines)
+    late = None if held else matched_late(wh, rule, day, result.breaks, lines)
     del lines
-    if matched_late is not None and matched_late.height:
-        n = matched_late.height
+    if late is not None and late.height:
+        # Today's break a late counterpart answers is not raised: its line or record is matched.
+        n_lines = int((late["late"] == "line").sum())
+        n_records = late.height - n_lines
         result = replace(
             result,
-            breaks=result.breaks.filter(~pl.col("break_id").is_in(matched_late["new_break_id"].implode())),
+            breaks=result.breaks.filter(~pl.col("break_id").is_in(late["new_break_id"].implode())),
+            internal={
+                **result.internal,
+                "matched": result.internal["matched"] + n_records,
+                "breaks": result.internal["breaks"] - n_records,
+            },
             channel={
                 **result.channel,
-                "matched": result.channel["matched"] + n,
-                "breaks": result.channel["breaks"] - n,
+                "matched": result.channel["matched"] + n_lines,
+                "breaks": result.channel["breaks"] - n_lines,
             },
         )
-    result.carry_forward["breaks_matched_late"] = 0 if matched_late is None else matched_late.height
+        # A record carried forward that expired today and found its line late is matched, not expired.
+        n_carried = int(late["carried"].sum())
+        result.carry_forward["expired_to_breaks"] -= n_carried
+        result.carry_forward["matched_from_previous"] += n_carried
+    result.carry_forward["breaks_matched_late"] = 0 if late is None else late.height
     con = duckdb.connect()
     try:
         decided = _actions(con, rule, day, result.breaks)
@@ -579,102 +591,9 @@ def match_and_persist(
         quarantined=quarantined,
         summary=stored,
         reconciled=not held,
-        matched_late=matched_late,
+        matched_late=late,
     )
     return ChannelDay(channel, summary)
-
-
-def _matched_late(
-    wh: Warehouse, rule: Rule, day: date, breaks: pl.DataFrame, lines: pl.DataFrame | None
-) -> pl.DataFrame:
-    """The day's lines that are the late counterpart of an earlier day's open MISSING_AT_CHANNEL
-    break (a channel that settles a payment after the carry-forward window, or once a re-query
-    made it report it): break_id (the earlier break), new_break_id (the MISSING_INTERNAL this line
-    raised today), channel_txn_id (the line's). A line pairs with a break when its reference is the
-    break's payment id (a rule that matches on `payment_id`) and each is the other's sole
-    candidate; the pair is then classified as any pair is (`classify_pair`: currency, status,
-    amount within tolerance, the contracted fee) against our record as staged on the day the break
-    was first seen, and only a clean one is taken. Anything less stays two breaks for a person
-    (never a silent pick). A line without a reference (most bank lines) never pairs: the break does
-    not keep the channel id our record knew. `lines`: the day's lines when the caller holds them,
-    else the staged partition is read."""
-    empty = pl.DataFrame(schema={"break_id": pl.String, "new_break_id": pl.String, "channel_txn_id": pl.String})
-    missing = breaks.filter(
-        (pl.col("kind") == BreakKind.MISSING_INTERNAL.value) & pl.col("channel_txn_id").is_not_null()
-    ).select(pl.col("break_id").alias("new_break_id"), "channel_txn_id")
-    if not missing.height or MatchKey.PAYMENT_ID not in rule.match_keys:
-        return empty
-    overdue = wh.overdue_breaks(day, rule.channel)
-    if not overdue.height:
-        return empty
-    line_columns = ["channel_txn_id", "payment_id", "gross_minor", "fee_minor", "net_minor", "currency", "status"]
-    if lines is None:
-        # A few columns of the staged lines (a channel matched in shards is too large to read whole).
-        files = wh.partition_files("lines", day, rule.channel)
-        if not files:
-            return empty
-        lines = pl.scan_parquet(files).select(line_columns).collect()
-    # The line behind each MISSING_INTERNAL (its channel id names one line) and its reference.
-    refs = (
-        lines.select(line_columns)
-        .with_columns(pl.col("channel_txn_id", "payment_id", "currency", "status").cast(pl.String))
-        .join(missing.select("channel_txn_id"), on="channel_txn_id", how="semi")
-        .filter((pl.len().over("channel_txn_id") == 1) & (pl.col("payment_id") != ""))
-    )
-    pairs = missing.join(refs, on="channel_txn_id", how="inner").join(
-        overdue.select("break_id", "payment_id", "first_seen_date"), on="payment_id", how="inner"
-    )
-    # Each the other's only candidate, before anything is compared: a second candidate of either
-    # side, clean or not, makes the pair a person's call.
-    pairs = pairs.filter((pl.len().over("break_id") == 1) & (pl.len().over("new_break_id") == 1))
-    if not pairs.height:
-        return empty
-    # Our records behind the breaks, from the partitions of the days they were first seen.
-    files = [
-        f for d in pairs["first_seen_date"].unique().sort() for f in wh.partition_files("internal", d, rule.channel)
-    ]
-    if not files:
-        return empty
-    ours = (
-        pl.scan_parquet(files)
-        .select(pl.col("payment_id", "biz_type", "currency", "status").cast(pl.String), "amount_minor")
-        .filter(pl.col("payment_id").is_in(pairs["payment_id"].implode()))
-        .collect()
-        .filter(pl.len().over("payment_id") == 1)
-    )
-    pairs = pairs.join(ours, on="payment_id", how="inner", suffix="_ours")
-    clean = [_late_pair_is_clean(rule, row) for row in pairs.iter_rows(named=True)]
-    return (
-        pairs.filter(pl.Series(clean, dtype=pl.Boolean))
-        .select("break_id", "new_break_id", "channel_txn_id")
-        .sort("break_id")
-    )
-
-
-def _late_pair_is_clean(rule: Rule, pair: dict[str, Any]) -> bool:
-    """`classify_pair` on a late line and our record, as the engine compiles it (with a net basis
-    the line's net plus our contracted fee stands for its gross, and no fee is compared)."""
-    biz = BizType(pair["biz_type"])
-    if rule.fees.basis == "net":
-        if pair["net_minor"] is None:
-            return False
-        gross, fee = pair["net_minor"] + rule.fees.expected_fee(biz, pair["amount_minor"]), None
-    else:
-        gross, fee = pair["gross_minor"], pair["fee_minor"]
-    if gross is None:
-        return False
-    verdict = classify_pair(
-        rule,
-        biz_type=biz,
-        internal_amount_minor=pair["amount_minor"],
-        internal_currency=pair["currency_ours"],
-        internal_status=PaymentStatus(pair["status_ours"]),
-        channel_gross_minor=gross,
-        channel_currency=pair["currency"],
-        channel_status=PaymentStatus(pair["status"]),
-        channel_fee_minor=fee,
-    )
-    return verdict.kind is None
 
 
 def reconcile_channel(

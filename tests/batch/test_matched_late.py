@@ -1,9 +1,11 @@
-"""A line that arrives after the carry-forward window closes the earlier day's MISSING_AT_CHANNEL
-break it answers (instead of standing beside it as a MISSING_INTERNAL), exactly once across reruns."""
+"""A late counterpart closes the earlier day's break it answers, exactly once across reruns: a line
+that arrives after the carry-forward window closes a MISSING_AT_CHANNEL (instead of standing beside
+it as a MISSING_INTERNAL), and a record of ours that reaches the extract late closes a
+MISSING_INTERNAL (instead of standing beside it as a MISSING_AT_CHANNEL)."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -11,9 +13,12 @@ import polars as pl
 import pytest
 from frames import DAY, internal, lines
 
+from typer.testing import CliRunner
+
 from connectors.warehouse import Warehouse
 from pipelines.batch import shards
 from pipelines.batch.day import DayPaths, match_and_persist
+from pipelines.cli import app
 from pipelines.frames import INTERNAL_SCHEMA
 from pipelines.matching.rules import load_rules
 from pipelines.records import break_id
@@ -37,10 +42,11 @@ def run(
     # Staged as prepare_day stages them: a late pair is classified against our record staged on
     # the day its break was first seen.
     wh.write_partition("internal", day, "alipay", staged)
+    # Staged as take_in_channel stages them: a late record is classified against the line.
+    wh.write_partition("lines", day, "alipay", lines(theirs, day=day))
     if not sharded:
         return match_and_persist(wh, paths, RULE, ACCEPTED, lines(theirs, day=day), staged).summary
     # From the staged partitions, cut in shards (as a channel too large to hold is matched).
-    wh.write_partition("lines", day, "alipay", lines(theirs, day=day))
     return match_and_persist(wh, paths, RULE, ACCEPTED).summary
 
 
@@ -51,6 +57,10 @@ def line(payment_id: str, txn: str, gross: int, **kw: Any) -> dict[str, Any]:
 
 def missing_at_channel(payment_id: str) -> str:
     return break_id("alipay", "MISSING_AT_CHANNEL", payment_id, None)
+
+
+def missing_internal(txn: str) -> str:
+    return break_id("alipay", "MISSING_INTERNAL", None, txn)
 
 
 def status(wh: Warehouse, bid: str) -> tuple[str, Any]:
@@ -171,3 +181,112 @@ def test_a_late_line_is_classified_like_any_pair_fee_and_status_included(tmp_pat
         assert status(wh, missing_at_channel("P1")) == ("OPEN", DAY)
         assert status(wh, missing_at_channel("P2"))[0] == "CLOSED"
         assert status(wh, missing_at_channel("R3"))[0] == "CLOSED"
+
+
+@pytest.mark.parametrize("sharded", [False, True], ids=["whole", "sharded"])
+def test_a_late_record_closes_the_missing_internal_it_answers_and_a_rerun_without_it_reopens_it(
+    tmp_path: Path, sharded: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if sharded:
+        monkeypatch.setattr(shards, "SHARD_ROWS", 2)
+    with Warehouse(tmp_path / "w.duckdb") as wh:
+        theirs = [
+            line("P1", "T1", 10000),
+            line("", "T2", 20000),  # no reference: the channel id pairs it
+            line("P3", "T3", 30000),
+            line("P4", "T4", 40000),
+        ]
+        day1 = run(wh, tmp_path, DAY, [], theirs, sharded=sharded)
+        assert day1["breaks_by_kind"] == {"MISSING_INTERNAL": 4}
+        late = [
+            {"payment_id": "P1", "amount_minor": 10000, "channel_txn_id": "T1"},  # both keys name T1
+            {"payment_id": "Q2", "amount_minor": 20000, "channel_txn_id": "T2"},  # its channel id
+            {"payment_id": "P3", "amount_minor": 30000},  # its payment id is T3's reference
+            {"payment_id": "P4", "amount_minor": 40001, "channel_txn_id": "T4"},  # another amount
+        ]
+        day3 = run(wh, tmp_path, D2, late, [], sharded=sharded)
+        assert day3["breaks_by_kind"] == {"MISSING_AT_CHANNEL": 1}
+        assert day3["internal"] == {"rows_in": 4, "matched": 3, "pending": 0, "breaks": 1, "rejected": 0}
+        stored = wh.run_summary(D2, "alipay")
+        assert stored is not None and stored["carry_forward"]["breaks_matched_late"] == 3
+        for txn in ("T1", "T2", "T3"):
+            assert status(wh, missing_internal(txn)) == ("CLOSED", D2)
+        assert status(wh, missing_internal("T4")) == ("OPEN", DAY)
+        assert set(wh.open_breaks(D2, ["alipay"])["break_id"]) == {missing_internal("T4"), missing_at_channel("P4")}
+        shown = wh.break_record(missing_internal("T2"))["resolutions"]
+        assert shown.select("business_date", "payment_id", "channel_txn_id").rows() == [(D2, "Q2", "T2")]
+        printed = CliRunner().invoke(app, ["breaks", "show", missing_internal("T2"), "--warehouse", str(wh.path)])
+        assert "our record Q2 with the line T2" in " ".join(printed.output.split()), printed.output
+        # A rerun of the day: the same state, no second resolution.
+        assert run(wh, tmp_path, D2, late, [], sharded=sharded) == day3
+        assert wh.count("break_resolutions") == 3
+        # A rerun whose extract no longer has Q2: T2's break is open again, as before the day.
+        again = run(wh, tmp_path, D2, [late[0], *late[2:]], [], sharded=sharded)
+        assert again["internal"]["matched"] == 2
+        assert status(wh, missing_internal("T2")) == ("OPEN", DAY)
+        assert wh.count("break_resolutions") == 2
+
+
+def test_two_late_records_for_one_line_are_never_a_pick(tmp_path: Path) -> None:
+    with Warehouse(tmp_path / "w.duckdb") as wh:
+        run(wh, tmp_path, DAY, [], [line("", "T1", 10000)])
+        both = [
+            {"payment_id": "P1", "amount_minor": 10000, "channel_txn_id": "T1"},
+            {"payment_id": "P2", "amount_minor": 10000, "channel_txn_id": "T1"},
+        ]
+        day3 = run(wh, tmp_path, D2, both, [])
+        assert day3["breaks_by_kind"] == {"MISSING_AT_CHANNEL": 2}
+        assert status(wh, missing_internal("T1")) == ("OPEN", DAY)
+
+
+def test_a_late_record_is_classified_like_any_pair(tmp_path: Path) -> None:
+    """A record of ours in another currency does not answer the line: both breaks stay for a
+    person. One that failed raises no break of its own (no money moved on our side, none is
+    missing at the channel), so it answers nothing and the line's break stays."""
+    with Warehouse(tmp_path / "w.duckdb") as wh:
+        run(wh, tmp_path, DAY, [], [line("P1", "T1", 10000), line("P2", "T2", 20000), line("P3", "T3", 30000)])
+        late = [
+            {"payment_id": "P1", "amount_minor": 10000, "channel_txn_id": "T1", "status": "FAILED"},
+            {"payment_id": "P2", "amount_minor": 20000, "channel_txn_id": "T2", "currency": "USD"},
+            {"payment_id": "P3", "amount_minor": 30000, "channel_txn_id": "T3"},
+        ]
+        day3 = run(wh, tmp_path, D2, late, [])
+        assert day3["breaks_by_kind"] == {"MISSING_AT_CHANNEL": 1}
+        assert day3["internal"] == {"rows_in": 3, "matched": 2, "pending": 0, "breaks": 1, "rejected": 0}
+        assert [status(wh, missing_internal(t))[0] for t in ("T1", "T2", "T3")] == ["OPEN", "OPEN", "CLOSED"]
+
+
+def test_a_warehouse_of_the_late_lines_only_gets_their_payment_ids(tmp_path: Path) -> None:
+    """break_resolutions without payment_id (the ninth session's): the column is added on open and
+    filled from the break, so `breaks show` names the pair of every resolution."""
+    path = tmp_path / "w.duckdb"
+    with Warehouse(path) as wh:
+        run(wh, tmp_path, DAY, [{"payment_id": "P1", "amount_minor": 10000}], [])
+        run(wh, tmp_path, D2, [], [line("P1", "T1", 10000)])
+        wh.execute("ALTER TABLE break_resolutions DROP COLUMN payment_id")
+    with Warehouse(path) as wh:
+        shown = wh.break_record(missing_at_channel("P1"))["resolutions"]
+        assert shown.select("payment_id", "channel_txn_id").rows() == [("P1", "T1")]
+
+
+def test_a_late_record_carried_forward_closes_the_break_when_its_window_ends(tmp_path: Path) -> None:
+    """Our late record was created after the cut-off, so it is pending on its own day, not a
+    break; when its window ends it pairs with the earlier line, counted as matched from the
+    previous day, not as expired."""
+    with Warehouse(tmp_path / "w.duckdb") as wh:
+        run(wh, tmp_path, DAY, [], [line("P9", "T9", 9000)])
+        after_cutoff = datetime.combine(D2, time(23, 55), tzinfo=UTC)
+        late = [{"payment_id": "P9", "amount_minor": 9000, "channel_txn_id": "T9", "created_at": after_cutoff}]
+        day3 = run(wh, tmp_path, D2, late, [])
+        assert day3["breaks_by_kind"] == {} and day3["internal"]["pending"] == 1
+        assert status(wh, missing_internal("T9")) == ("OPEN", DAY)
+        day4 = run(wh, tmp_path, D3, [], [])
+        assert day4["breaks_by_kind"] == {}
+        assert day4["internal"] == {"rows_in": 1, "matched": 1, "pending": 0, "breaks": 0, "rejected": 0}
+        stored = wh.run_summary(D3, "alipay")
+        assert stored is not None
+        assert {k: stored["carry_forward"][k] for k in ("matched_from_previous", "expired_to_breaks")} == {
+            "matched_from_previous": 1,
+            "expired_to_breaks": 0,
+        }
+        assert status(wh, missing_internal("T9")) == ("CLOSED", D3)

@@ -51,10 +51,12 @@ Faults (rate per payment, one fault at most per payment) and what each must prod
 | cross_day           | none: pending on day D, matched in day D+1's file | none                |
 | partial_refund      | none (a REFUND of an earlier payment for less than it) | none           |
 | settled_late        | MISSING_AT_CHANNEL on day D; none on D+2, whose file holds the line (it closes the break) | none (its callback came) |
+| recorded_late       | MISSING_INTERNAL on day D; none on D+2, whose extract holds our record (it closes the break) | none (no event, no callback) |
 
 `*` only on channels with callbacks. Fault rates are per payment and drawn independently; the
-truth's counts per kind match the rates within sampling error (tests check it). `settled_late` is
-0 in the named profiles (it needs three days to show; a profile file sets its rate).
+truth's counts per kind match the rates within sampling error (tests check it). `settled_late` and
+`recorded_late` are 0 in the named profiles (they need three days to show; a profile file sets
+their rates).
 
 Details the engines rely on:
 - `cross_day` payments are created after the rule's `carry_forward.cutoff` and booked in the next

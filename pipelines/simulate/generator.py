@@ -90,6 +90,10 @@ class DayOutput:
     # The settled_late payments, likewise, and those of the day before, which the next day's files hold.
     settled_late: list[tuple[str, BizType, str, str, int, int, int]] = field(default_factory=list)
     settled_late_due: list[tuple[str, BizType, str, str, int, int, int]] = field(default_factory=list)
+    # The recorded_late payments (channel, biz, payment_id, our txn, amount, fee, merchant, account):
+    # the extract of the day after next holds our record of them; and those of the day before.
+    recorded_late: list[tuple[str, BizType, str, str | None, int, int, str, str]] = field(default_factory=list)
+    recorded_late_due: list[tuple[str, BizType, str, str | None, int, int, str, str]] = field(default_factory=list)
     lines: dict[str, list[StatementLine]] = field(default_factory=dict)
     events: int = 0  # lines written to stream/events.jsonl
     truth: list[tuple[str, str, str, str]] = field(default_factory=list)
@@ -358,7 +362,9 @@ def generate_day(
         rule = rules[channel]
         is_bank = rule.callback_window_s is None
         biz = BANK_BIZ_TYPES[bank_biz[i]] if is_bank else WALLET_BIZ_TYPES[wallet_biz[i]]
-        if fault in ("amount_mismatch", "partial_payment", "duplicate_payment", "ambiguous", "missing_internal"):
+        if fault in (
+            "amount_mismatch", "partial_payment", "duplicate_payment", "ambiguous", "missing_internal", "recorded_late"
+        ):  # fmt: skip
             biz = BizType.TOPUP if is_bank else BizType.PAY
         if fault == "partial_refund":
             biz = BizType.REFUND if not is_bank else BizType.WITHDRAW
@@ -416,6 +422,19 @@ def generate_day(
             b.line(channel, biz, txn, None, gross, rule.fees.expected_fee(biz, gross), created + delay, ok_code)
             b.out.truth.append((BreakKind.MISSING_INTERNAL, channel, "", txn))
             seq -= 1  # no record of ours: the id is not used
+            continue
+
+        if fault == "recorded_late":
+            # The channel booked it today (the line names our payment id), but our record of it
+            # reaches the extract only the day after next, booked by the payment core after
+            # review (补单): MISSING_INTERNAL today; the late record matches it then. No event and
+            # no callback: the stream sees neither side (the stream truth of missing_internal).
+            k_reserved += 1
+            amount = reserved_amount(k_reserved, r1 % 1000)
+            fee = rule.fees.expected_fee(biz, amount)
+            b.line(channel, biz, txn, pid, amount, fee, created + delay, ok_code)
+            b.out.truth.append((BreakKind.MISSING_INTERNAL, channel, "", txn))
+            b.out.recorded_late.append((channel, biz, pid, None if is_bank else txn, amount, fee, merchant, account))
             continue
 
         if fault == "ambiguous":
@@ -565,6 +584,12 @@ def generate_day(
             code = _status_code(rules[channel], PaymentStatus.SUCCEEDED, biz)
             b.line(channel, biz, txn, pid, amount, fee, 120_000 + created_ms % 1_200_000, code)
         b.out.settled_late_due = previous.settled_late
+        # The day before yesterday's recorded_late payments: our records, booked early in the day.
+        for n, (channel, biz, pid, our_txn, amount, fee, merchant, account) in enumerate(previous.recorded_late_due):
+            at = 60_000 + (1_000 * n) % 1_200_000  # within 00:01-00:21, however many
+            b.payment(pid, biz, None, merchant, account, channel, our_txn, amount, rules[channel].currency, fee,
+                      PaymentStatus.SUCCEEDED, at, at)  # fmt: skip
+        b.out.recorded_late_due = previous.recorded_late
     b.flush(1 << 62)
     return b.out
 

@@ -33,6 +33,7 @@ FAULTS: tuple[str, ...] = (
     "cross_day",
     "partial_refund",
     "settled_late",
+    "recorded_late",
 )
 
 # Faults that only a channel without callbacks (a bank) can have: our records never learn the
@@ -63,6 +64,7 @@ _DEFAULT: dict[str, float] = {
     # Needs three days to show (the line lands two days after the payment), and a rate above 0
     # would change every draw of the committed sample days: a profile file turns it on.
     "settled_late": 0.0,
+    "recorded_late": 0.0,  # likewise: our record reaches the extract two days after the line
 }
 
 PROFILES: dict[str, dict[str, float]] = {

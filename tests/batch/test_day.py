@@ -116,15 +116,20 @@ def test_summary_counts_add_up_and_match_breaks(two_days: tuple[Path, list[DayRe
     assert day2.summary["open_breaks"]["amount_at_risk_minor_by_currency"] == total
 
 
-def test_a_payment_settled_after_the_window_closes_its_break_two_days_later(tmp_path: Path) -> None:
+def test_a_payment_settled_or_recorded_after_the_window_closes_its_break_two_days_later(tmp_path: Path) -> None:
     """The simulator's settled_late fault: the channel books the payment two days late, past the
     one-day window. Day one has it as MISSING_AT_CHANNEL (truth); day three's line matches it,
-    raises no MISSING_INTERNAL (truth) and closes the break there, once, on every format."""
+    raises no MISSING_INTERNAL (truth) and closes the break there, once, on every format. Its
+    mirror, recorded_late: our record reaches the extract two days after the line; day one has a
+    MISSING_INTERNAL, day three's record closes it (by the channel id on wallets and cards, by
+    the reference on the bank)."""
     from pipelines.records import break_id
     from pipelines.simulate.generator import simulate
 
     profile = tmp_path / "late.yaml"
-    profile.write_text("settled_late: 0.02\nmissing_at_channel: 0.004\ncross_day: 0.01\nmissing_internal: 0.003\n")
+    profile.write_text(
+        "settled_late: 0.02\nrecorded_late: 0.02\nmissing_at_channel: 0.004\ncross_day: 0.01\nmissing_internal: 0.003\n"
+    )
     days = [START + timedelta(days=k) for k in range(3)]
     root, out = tmp_path / "in", tmp_path / "out"
     channels = ["alipay", "wechatpay", "stripe", "jpbank"]
@@ -135,10 +140,13 @@ def test_a_payment_settled_after_the_window_closes_its_break_two_days_later(tmp_
         assert truth_keys(out / d / "breaks.csv") == truth_keys(root / d / "truth" / "breaks.csv"), d
     faults = pl.read_csv(root / START.isoformat() / "truth" / "faults.csv", infer_schema=False)
     late = faults.filter(pl.col("fault") == "settled_late").select("channel", "payment_id").rows()
+    recorded = faults.filter(pl.col("fault") == "recorded_late").select("channel", "channel_txn_id").rows()
     assert {c for c, _ in late} == set(channels)  # every format's line carries the reference
+    assert {c for c, _ in recorded} == set(channels)
     ids = {break_id(c, "MISSING_AT_CHANNEL", p, None) for c, p in late}
-    assert [r.summary["carry_forward"]["breaks_matched_late"] for r in results] == [0, 0, len(late)]
-    assert results[2].summary["breaks_closed"] == len(late)
+    ids |= {break_id(c, "MISSING_INTERNAL", None, t) for c, t in recorded}
+    assert [r.summary["carry_forward"]["breaks_matched_late"] for r in results] == [0, 0, len(ids)]
+    assert results[2].summary["breaks_closed"] == len(ids)
     with Warehouse(out / "warehouse.duckdb") as wh:
         states = wh.execute(
             "SELECT DISTINCT status, status_date FROM breaks WHERE list_contains(?, break_id)", [list(ids)]

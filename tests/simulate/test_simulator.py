@@ -125,6 +125,29 @@ def test_settled_late_items_are_in_the_file_two_days_later_only(tmp_path: Path) 
     assert not late & set(pl.read_csv(days[0] / "truth/stream_breaks.csv", infer_schema=False)["payment_id"])
 
 
+def test_recorded_late_items_are_in_the_extract_two_days_later_only(tmp_path: Path) -> None:
+    profile = tmp_path / "late.yaml"
+    profile.write_text("recorded_late: 0.05\n")
+    simulate(start=D1, days=3, payments=600, seed=2, out_root=tmp_path / "d", faults=str(profile))
+    days = [(tmp_path / "d" / (D1 + timedelta(days=k)).isoformat()) for k in range(3)]
+    faults = pl.read_csv(days[0] / "truth/faults.csv", infer_schema=False)
+    late = faults.filter(pl.col("fault") == "recorded_late")
+    ids, txns = set(late["payment_id"]), set(late["channel_txn_id"])
+    assert ids and len(ids) == late.height
+    ours = [pl.read_csv(d / "internal/payments.csv", infer_schema=False) for d in days]
+    assert not ids & set(ours[0]["payment_id"]) and not ids & set(ours[1]["payment_id"])
+    assert ids <= set(ours[2]["payment_id"])
+    # The line is in day one's file, with our payment id as its reference.
+    assert set(late.select("payment_id", "channel_txn_id").rows()) <= set(
+        _channel_lines(days[0]).select("payment_id", "channel_txn_id").rows()
+    )
+    truth = pl.read_csv(days[0] / "truth/breaks.csv", infer_schema=False)
+    assert txns <= set(truth.filter(pl.col("kind") == "MISSING_INTERNAL")["channel_txn_id"])
+    for d in days:  # the stream sees neither side of it
+        events = (d / "stream/events.jsonl").read_text()
+        assert not any(pid in events for pid in ids)
+
+
 def test_truth_counts_match_the_profile_rates(tmp_path: Path) -> None:
     n = 20_000
     simulate(start=D1, days=1, payments=n, seed=3, out_root=tmp_path)

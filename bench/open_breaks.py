@@ -4,7 +4,8 @@ Builds a warehouse whose break history holds DAYS business days of BREAKS breaks
 channels (half of them still open, a third MISSING_AT_CHANNEL), then times, side by side in one
 process, what a day's run does with it:
 - `open_breaks` (every break still open, all days) and writing it as open_breaks.csv and .parquet;
-- `overdue_breaks` of one channel (the earlier MISSING_AT_CHANNEL breaks a late line may close);
+- `overdue_breaks` of one channel, of each kind a late counterpart may close (the earlier
+  MISSING_AT_CHANNEL breaks a late line answers, the MISSING_INTERNAL a late record of ours does);
 - the baseline: `breaks_of_day`, the day's own breaks, which is all a run read before breaks
   stayed open.
 
@@ -92,7 +93,14 @@ def main() -> None:
                     *best_of(args.repeat, lambda: wh.history_summary(day).height),
                 ),
                 ("open_breaks, written as csv and parquet", *best_of(args.repeat, open_breaks)),
-                ("overdue_breaks of one channel", *best_of(args.repeat, lambda: wh.overdue_breaks(day, "ch0").height)),
+                (
+                    "overdue_breaks of one channel, MISSING_AT_CHANNEL",
+                    *best_of(args.repeat, lambda: wh.overdue_breaks(day, "ch0", "MISSING_AT_CHANNEL").height),
+                ),
+                (
+                    "overdue_breaks of one channel, MISSING_INTERNAL",
+                    *best_of(args.repeat, lambda: wh.overdue_breaks(day, "ch1", "MISSING_INTERNAL").height),
+                ),
             ]
     print(f"| history: {args.days} days x {args.breaks:,} breaks | rows | best of {args.repeat} s |")
     print("|---|---:|---:|")

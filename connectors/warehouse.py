@@ -491,6 +491,58 @@ class Warehouse:
         d = business_date
         return self.frame(query, [channels, d, d, d])
 
+    def closed_breaks(self, business_date: date, channels: list[str]) -> pl.DataFrame:
+        """The breaks of `channels` closed on `business_date` (as `closed_on` counts them), each as
+        its latest report up to that day says (HISTORY_COLUMNS; status CLOSED, `age_days` its age
+        when it closed), with how it closed:
+        - `closed_by` "late_line" or "late_record" (a counterpart of that day answered it;
+          `closed_with` the line's channel id or our record's payment id: break_resolutions);
+        - "moved" (someone closed it as of that day: break_status_log; `closed_with` who);
+        - "no_longer_reported" (a rerun of its day no longer found it: the input was corrected;
+          when no day reports it any more, its amounts are unknown and `business_date` is the
+          last day that did). Sorted like `breaks_of_day`."""
+        columns = ", ".join(
+            {
+                "business_date": "coalesce(h.business_date, b.last_seen_date) AS business_date",
+                "status": "'CLOSED' AS status",
+                "age_days": "date_diff('day', b.first_seen_date, ?::DATE) AS age_days",
+                "first_seen_date": "b.first_seen_date",
+                "rule_id": "b.rule_id",
+                "action": "coalesce(h.action, 'MANUAL_REVIEW') AS action",
+            }.get(
+                c,
+                f"b.{c}"
+                if c in ("break_id", "kind", "channel", "payment_id", "channel_txn_id", "currency")
+                else f"h.{c}",
+            )
+            for c in HISTORY_COLUMNS
+        )
+        query = f"""
+            WITH closed AS (
+                SELECT * FROM breaks WHERE list_contains(?, channel) AND status = 'CLOSED' AND status_date = ?),
+            latest AS (
+                SELECT break_id, max(business_date) AS business_date FROM break_history
+                WHERE business_date <= ? AND break_id IN (SELECT break_id FROM closed) GROUP BY break_id),
+            moved AS (
+                SELECT break_id, arg_max(actor, seq) AS actor FROM break_status_log
+                WHERE to_status = 'CLOSED' AND status_date = ? GROUP BY break_id)
+            SELECT {columns},
+                   CASE WHEN r.break_id IS NOT NULL THEN
+                            CASE WHEN b.kind = 'MISSING_AT_CHANNEL' THEN 'late_line' ELSE 'late_record' END
+                        WHEN m.break_id IS NOT NULL THEN 'moved'
+                        ELSE 'no_longer_reported' END AS closed_by,
+                   CASE WHEN r.break_id IS NOT NULL THEN
+                            CASE WHEN b.kind = 'MISSING_AT_CHANNEL' THEN r.channel_txn_id ELSE r.payment_id END
+                        WHEN m.break_id IS NOT NULL THEN m.actor END AS closed_with
+            FROM closed b
+            LEFT JOIN latest l USING (break_id)
+            LEFT JOIN break_history h ON h.break_id = b.break_id AND h.business_date = l.business_date
+            LEFT JOIN break_resolutions r ON r.break_id = b.break_id AND r.business_date = ?
+            LEFT JOIN moved m ON m.break_id = b.break_id
+            ORDER BY b.channel, b.kind, b.payment_id NULLS FIRST, b.channel_txn_id NULLS FIRST, b.break_id"""
+        d = business_date
+        return self.frame(query, [channels, d, d, d, d, d])
+
     def move_break(
         self, break_id: str, *, expected: str, to: str, on: date, reason: str, actor: str
     ) -> tuple[str, str]:

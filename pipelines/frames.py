@@ -51,6 +51,11 @@ BREAKS_SCHEMA: dict[str, pl.DataType] = {
 }
 assert tuple(BREAKS_SCHEMA) == BREAKS_CSV_COLUMNS
 
+# The breaks closed on a day (closed_breaks.csv): as last reported, and how each closed
+# (`Warehouse.closed_breaks`: late_line, late_record, moved, no_longer_reported) and with what (the
+# line's channel id, our record's payment id, or who moved it).
+CLOSED_BREAKS_SCHEMA: dict[str, pl.DataType] = {**BREAKS_SCHEMA, "closed_by": pl.String(), "closed_with": pl.String()}
+
 
 def as_arrow(frame: pl.DataFrame) -> pa.Table:
     """`frame` as an Arrow table for DuckDB to scan, without copying it.

@@ -53,7 +53,7 @@ from pipelines.batch.load import (
     read_internal_blocks,
 )
 from pipelines.batch.shards import match_in_shards, parquet_rows, shard_count
-from pipelines.frames import BREAKS_SCHEMA
+from pipelines.frames import BREAKS_SCHEMA, CLOSED_BREAKS_SCHEMA
 from pipelines.matching.rules import Rule, load_rules
 from pipelines.matching.sql import lit, task_id_expr
 from pipelines.records import DEFAULT_ACTION, BreakKind, RepairAction
@@ -661,7 +661,8 @@ def _outputs_engine(engine: str, summary: dict[str, Any]) -> str:
 
 def finalize_day(wh: Warehouse, paths: DayPaths, channels: list[str]) -> dict[str, Path]:
     """Write the day's breaks.csv and .parquet, open_breaks.csv and .parquet (every break of the
-    channels still open on the day) and summary.json (then the quality report of the outputs and
+    channels still open on the day), closed_breaks.csv and .parquet (those closed on it, and how)
+    and summary.json (then the quality report of the outputs and
     the finance reports); returns the paths written by name."""
     day = paths.business_date
     breaks = wh.breaks_of_day(day, channels).cast(BREAKS_SCHEMA)  # type: ignore[arg-type]
@@ -676,6 +677,10 @@ def finalize_day(wh: Warehouse, paths: DayPaths, channels: list[str]) -> dict[st
     still_open = breaks.filter(pl.col("status").is_in(["OPEN", "REPAIRING"]))["break_id"]
     if not listed.is_unique().all() or not still_open.is_in(listed.implode()).all():
         raise AssertionError(f"the open breaks of {day} disagree with the day's breaks")
+    # The breaks closed on the day, and how: what finance reviews of what closed without a person.
+    closed_breaks = wh.closed_breaks(day, channels).cast(CLOSED_BREAKS_SCHEMA)  # type: ignore[arg-type]
+    if closed_breaks.height != summary["breaks_closed"] or not closed_breaks["break_id"].is_unique().all():
+        raise AssertionError(f"the closed breaks of {day} disagree with the day's count")
     summary["open_breaks"] = {
         "count": open_breaks.height,
         "from_earlier_days": open_breaks.filter(pl.col("business_date") < day).height,
@@ -692,9 +697,11 @@ def finalize_day(wh: Warehouse, paths: DayPaths, channels: list[str]) -> dict[st
         "breaks.parquet": out / "breaks.parquet",
         "open_breaks.csv": out / "open_breaks.csv",
         "open_breaks.parquet": out / "open_breaks.parquet",
+        "closed_breaks.csv": out / "closed_breaks.csv",
+        "closed_breaks.parquet": out / "closed_breaks.parquet",
         "summary.json": out / "summary.json",
     }
-    for name, frame in (("breaks", breaks), ("open_breaks", open_breaks)):
+    for name, frame in (("breaks", breaks), ("open_breaks", open_breaks), ("closed_breaks", closed_breaks)):
         frame.write_csv(written[f"{name}.csv"], date_format="%Y-%m-%d")
         frame.write_parquet(written[f"{name}.parquet"], compression="zstd", statistics=False)
     written["summary.json"].write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
@@ -708,7 +715,13 @@ def finalize_day(wh: Warehouse, paths: DayPaths, channels: list[str]) -> dict[st
             written["data_docs"] = docs
     history = wh.history_summary(day)
     for path in gates.reports(
-        out, business_date=day, breaks=breaks, summary=summary, history=history, open_breaks=open_breaks
+        out,
+        business_date=day,
+        breaks=breaks,
+        summary=summary,
+        history=history,
+        open_breaks=open_breaks,
+        closed_breaks=closed_breaks,
     ):
         written[path.name] = path
     return written

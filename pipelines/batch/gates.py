@@ -106,11 +106,18 @@ def reports(
     summary: dict[str, Any],
     history: pl.DataFrame | None,
     open_breaks: pl.DataFrame | None = None,
+    closed_breaks: pl.DataFrame | None = None,
 ) -> list[Path]:
     report = _module("pipelines.report", "write_reports")
     if report is None:
         return []
     paths: list[Path] = report.write_reports(
-        day_dir, business_date=business_date, breaks=breaks, summary=summary, history=history, open_breaks=open_breaks
+        day_dir,
+        business_date=business_date,
+        breaks=breaks,
+        summary=summary,
+        history=history,
+        open_breaks=open_breaks,
+        closed_breaks=closed_breaks,
     )
     return paths

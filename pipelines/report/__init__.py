@@ -19,6 +19,8 @@ summary.json dict agreed with the T+1 engine:
 
 `open_breaks` (optional; BREAKS_SCHEMA, age_days counted to the business date) is every break
 still open on the day, earlier days' included: the aging and the Open breaks sheet are of it.
+`closed_breaks` (optional; CLOSED_BREAKS_SCHEMA: BREAKS_SCHEMA plus closed_by and closed_with) is
+every break closed on the day and how: the Closed sheet and the page's "Closed on this day".
 
 `history` (optional) is the breaks as reported on each day up to this one (the warehouse's
 break_history: BREAKS_SCHEMA, `business_date` the reporting day); the report charts and lists it
@@ -62,12 +64,20 @@ def write_reports(
     summary: dict[str, Any],
     history: pl.DataFrame | None = None,
     open_breaks: pl.DataFrame | None = None,
+    closed_breaks: pl.DataFrame | None = None,
 ) -> list[Path]:
     """Write `day_dir/report.xlsx` and `day_dir/report.html`; returns [xlsx path, html path].
     Raises ReportInputError when `breaks`, `summary` or `history` do not have the agreed shape."""
     day_dir = Path(day_dir)
     day_dir.mkdir(parents=True, exist_ok=True)
-    model = build(business_date=business_date, breaks=breaks, summary=summary, history=history, open_breaks=open_breaks)
+    model = build(
+        business_date=business_date,
+        breaks=breaks,
+        summary=summary,
+        history=history,
+        open_breaks=open_breaks,
+        closed_breaks=closed_breaks,
+    )
     return [
         _replace(day_dir, "report.xlsx", lambda p: write_xlsx(model, p)),
         _replace(day_dir, "report.html", lambda p: write_html(model, p)),

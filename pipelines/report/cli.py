@@ -33,7 +33,7 @@ def report(
     ] = None,
 ) -> None:
     """Write DAY_DIR/report.xlsx and DAY_DIR/report.html from DAY_DIR/breaks.parquet, summary.json
-    and, when there, open_breaks.parquet."""
+    and, when there, open_breaks.parquet and closed_breaks.parquet."""
     import polars as pl
 
     from pipelines.report import ReportInputError, write_reports
@@ -53,6 +53,8 @@ def report(
     earlier = pl.read_parquet(history) if history is not None else None
     open_path = day_dir / "open_breaks.parquet"
     open_breaks = pl.read_parquet(open_path) if open_path.is_file() else None
+    closed_path = day_dir / "closed_breaks.parquet"
+    closed_breaks = pl.read_parquet(closed_path) if closed_path.is_file() else None
     try:
         paths = write_reports(
             day_dir,
@@ -61,6 +63,7 @@ def report(
             summary=summary,
             history=earlier,
             open_breaks=open_breaks,
+            closed_breaks=closed_breaks,
         )
     except ReportInputError as exc:
         console.print(f"[red]error:[/red] {exc}")

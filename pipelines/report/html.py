@@ -240,6 +240,8 @@ def render(model: ReportModel) -> str:
     ]
     if model.open_breaks is not None:
         parts += ["<h2>Open from earlier days</h2>", _open_table(model)]
+    if model.closed_breaks is not None:
+        parts += ["<h2>Closed on this day</h2>", _closed_table(model.closed_breaks)]
     if model.history is not None:
         parts += ["<h2>Earlier days</h2>", history_chart(model.history)]
     parts += ["<h2>Quarantined files</h2>", _quarantined_table(model)]
@@ -325,6 +327,48 @@ def _open_table(model: ReportModel) -> str:
         f"{earlier.height} breaks reported on earlier days are still open"
         + (f"; the {shown.height} oldest shown" if earlier.height > shown.height else "")
         + f". All days: {totals}. Every open break is in open_breaks.csv and the Open breaks sheet of report.xlsx."
+    )
+    return f'<p class="note">{escape(note)}</p>' + _table(headers, rows)
+
+
+CLOSED_BY_TEXT = {
+    "late_line": "answered by a late line",
+    "late_record": "answered by a late record of ours",
+    "moved": "closed by hand",
+    "no_longer_reported": "no longer reported by a rerun of their day",
+}
+
+
+def _closed_table(closed: pl.DataFrame) -> str:
+    """The breaks closed on the day and how, by currency, the largest amount that was at risk first."""
+    if not closed.height:
+        return '<p class="note">No break was closed on this day.</p>'
+    counts = dict(closed.group_by("closed_by").len().sort("closed_by").iter_rows())
+    how = ", ".join(f"{counts[k]} {text}" for k, text in CLOSED_BY_TEXT.items() if k in counts)
+    shown = closed.head(TABLE_ROWS_MAX)
+    headers = ["closed by", "with", "kind", "channel", "payment_id", "channel_txn_id", "was at risk", "currency"]
+    headers += ["first seen", "age", "last reported", "break_id"]
+    rows = [
+        [
+            (b["closed_by"].replace("_", " "), ""),
+            (b["closed_with"] or "", ""),
+            (b["kind"], ""),
+            (b["channel"], ""),
+            (b["payment_id"] or "", ""),
+            (b["channel_txn_id"] or "", ""),
+            (amount_text(b["at_risk_minor"], b["currency"]), "n"),
+            (b["currency"] or "", ""),
+            (b["first_seen_date"].isoformat(), "d"),
+            (str(b["age_days"]), "n"),
+            (b["business_date"].isoformat(), "d"),
+            (b["break_id"], ""),
+        ]
+        for b in shown.iter_rows(named=True)
+    ]
+    note = (
+        f"{closed.height} breaks closed on this day: {how}"
+        + (f"; the {shown.height} largest shown" if closed.height > shown.height else "")
+        + ". Every one is in closed_breaks.csv and the Closed sheet of report.xlsx."
     )
     return f'<p class="note">{escape(note)}</p>' + _table(headers, rows)
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import polars as pl
 
-from pipelines.frames import BREAKS_SCHEMA
+from pipelines.frames import BREAKS_SCHEMA, CLOSED_BREAKS_SCHEMA
 from pipelines.money import format_amount
 from pipelines.records import BreakKind
 
@@ -109,6 +109,9 @@ class ReportModel:
     # Every break still open on the day, earlier days' included (BREAKS_SCHEMA plus at_risk_minor,
     # `business_date` the day that last reported it; oldest first); None without a warehouse.
     open_breaks: pl.DataFrame | None = None
+    # The breaks closed on the day and how (CLOSED_BREAKS_SCHEMA plus at_risk_minor, the amount
+    # that was at risk; largest first by currency); None without a warehouse.
+    closed_breaks: pl.DataFrame | None = None
 
     @property
     def open_from_earlier_days(self) -> pl.DataFrame | None:
@@ -178,8 +181,8 @@ def bucket_of(age_days: int) -> int:
     raise AssertionError(f"no bucket for {age_days}")
 
 
-def _checked_breaks(frame: pl.DataFrame, what: str) -> pl.DataFrame:
-    frame = check_frame(frame, BREAKS_SCHEMA, what)
+def _checked_breaks(frame: pl.DataFrame, what: str, schema: dict[str, pl.DataType] = BREAKS_SCHEMA) -> pl.DataFrame:
+    frame = check_frame(frame, schema, what)
     if frame["age_days"].is_null().any() or (frame["age_days"] < 0).any():
         raise ReportInputError(f"{what}: age_days must be present and >= 0 on every break")
     return frame
@@ -192,6 +195,7 @@ def build(
     summary: dict[str, Any],
     history: pl.DataFrame | None,
     open_breaks: pl.DataFrame | None = None,
+    closed_breaks: pl.DataFrame | None = None,
 ) -> ReportModel:
     """The report's figures from the day's `breaks` (BREAKS_SCHEMA), `summary` (the summary.json
     dict agreed with the engine), the optional `history` (break rows as reported per day,
@@ -203,6 +207,8 @@ def build(
         open_breaks = _checked_breaks(open_breaks, "open breaks")
         if (open_breaks["business_date"] > business_date).any():
             raise ReportInputError(f"open breaks: a break reported after {business_date}")
+    if closed_breaks is not None:
+        closed_breaks = _checked_breaks(closed_breaks, "closed breaks", CLOSED_BREAKS_SCHEMA)
     if history is not None and list(history.columns) == list(HISTORY_SCHEMA):
         # Already summarised per day, channel and currency (the warehouse sums it in DuckDB).
         history = check_frame(history, HISTORY_SCHEMA, "history").filter(pl.col("business_date") <= business_date)
@@ -296,6 +302,12 @@ def build(
             ["age_days", "currency", "at_risk_minor", "break_id"],
             descending=[True, False, True, False],
             nulls_last=True,
+        ),
+        # By currency, the largest amount that was at risk first.
+        closed_breaks=None
+        if closed_breaks is None
+        else with_amount_at_risk(closed_breaks).sort(
+            ["currency", "at_risk_minor", "break_id"], descending=[False, True, False], nulls_last=True
         ),
     )
 

@@ -120,6 +120,8 @@ def write_xlsx(model: ReportModel, path: Path) -> Path:
     _aging(workbook, styles, model)
     if model.open_breaks is not None:
         _open_sheet(workbook, styles, model.open_breaks)
+    if model.closed_breaks is not None:
+        _closed_sheet(workbook, styles, model.closed_breaks)
     _quarantined(workbook, styles, model)
     if model.history is not None:
         _history(workbook, styles, model.history)
@@ -200,6 +202,18 @@ def _open_sheet(workbook: Any, styles: dict[str, Any], open_breaks: pl.DataFrame
     more = "open breaks ({n} in all) are in open_breaks.csv and open_breaks.parquet beside this workbook"
     columns = (*BREAK_COLUMNS[:1], ("kind", "kind", "text"), ("last reported", "business_date", "date"))
     _break_sheet(workbook, styles, "Open breaks", open_breaks, more, columns + BREAK_COLUMNS[1:])
+
+
+def _closed_sheet(workbook: Any, styles: dict[str, Any], closed_breaks: pl.DataFrame) -> None:
+    more = "closed breaks ({n} in all) are in closed_breaks.csv and closed_breaks.parquet beside this workbook"
+    columns = (
+        ("closed by", "closed_by", "text"),
+        ("with", "closed_with", "text"),
+        *BREAK_COLUMNS[:1],
+        ("kind", "kind", "text"),
+        ("last reported", "business_date", "date"),
+    )
+    _break_sheet(workbook, styles, "Closed", closed_breaks, more, columns + BREAK_COLUMNS[1:])
 
 
 def _break_sheet(

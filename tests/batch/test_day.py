@@ -21,7 +21,15 @@ from pipelines.batch.day import DayResult, run_day
 from pipelines.records import BREAKS_CSV_COLUMNS, DEFAULT_ACTION, BreakKind, task_id
 
 DAY2 = START + timedelta(days=1)
-OUTPUTS = ("breaks.csv", "breaks.parquet", "open_breaks.csv", "open_breaks.parquet", "summary.json")
+OUTPUTS = (
+    "breaks.csv",
+    "breaks.parquet",
+    "open_breaks.csv",
+    "open_breaks.parquet",
+    "closed_breaks.csv",
+    "closed_breaks.parquet",
+    "summary.json",
+)
 
 
 def recon(root: Path, out: Path, day=START, **kw: object) -> DayResult:

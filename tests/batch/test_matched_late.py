@@ -12,7 +12,6 @@ from typing import Any
 import polars as pl
 import pytest
 from frames import DAY, internal, lines
-
 from typer.testing import CliRunner
 
 from connectors.warehouse import Warehouse
@@ -290,3 +289,34 @@ def test_a_late_record_carried_forward_closes_the_break_when_its_window_ends(tmp
             "expired_to_breaks": 0,
         }
         assert status(wh, missing_internal("T9")) == ("CLOSED", D3)
+
+
+def test_the_breaks_closed_on_a_day_say_how_each_closed(tmp_path: Path) -> None:
+    """closed_breaks lists what `closed_on` counts, with how and with what: a late line, a late
+    record of ours, a move by hand, or a rerun of the break's day that no longer found it."""
+    with Warehouse(tmp_path / "w.duckdb") as wh:
+        ours = [{"payment_id": p, "amount_minor": a} for p, a in (("P1", 10000), ("P5", 5000), ("P6", 6000))]
+        run(wh, tmp_path, DAY, ours, [line("", "T7", 7000)])
+        run(wh, tmp_path, DAY, ours[:2], [line("", "T7", 7000)])  # P6 was a mistake in the extract
+        wh.move_break(missing_at_channel("P5"), expected="OPEN", to="CLOSED", on=D2, reason="refunded", actor="ops.a")
+        late = [{"payment_id": "Q7", "amount_minor": 7000, "channel_txn_id": "T7"}]
+        run(wh, tmp_path, D2, late, [line("P1", "T1", 10000)])
+
+        def closed(day: Any) -> list[tuple[Any, ...]]:
+            frame = wh.closed_breaks(day, ["alipay"])
+            assert frame.height == wh.closed_on(day, "alipay")
+            return frame.select("break_id", "closed_by", "closed_with", "status", "age_days").rows()
+
+        assert closed(DAY) == [(missing_at_channel("P6"), "no_longer_reported", None, "CLOSED", 0)]
+        assert sorted(closed(D2)) == sorted(
+            [
+                (missing_at_channel("P1"), "late_line", "T1", "CLOSED", 2),
+                (missing_at_channel("P5"), "moved", "ops.a", "CLOSED", 2),
+                (missing_internal("T7"), "late_record", "Q7", "CLOSED", 2),
+            ]
+        )
+        amounts = wh.closed_breaks(D2, ["alipay"]).select("break_id", "internal_amount_minor", "channel_amount_minor")
+        assert sorted(amounts.rows()) == sorted(
+            [(missing_at_channel("P1"), 10000, None), (missing_at_channel("P5"), 5000, None),
+             (missing_internal("T7"), None, 7000)]
+        )  # fmt: skip

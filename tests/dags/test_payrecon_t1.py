@@ -25,7 +25,15 @@ START = date(2026, 11, 2)
 # and DAG and CLI share every step below the task wrappers.
 DAYS = [START]
 CHANNELS = ["alipay", "jpbank"]
-OUTPUTS = ("breaks.csv", "breaks.parquet", "open_breaks.csv", "open_breaks.parquet", "summary.json")
+OUTPUTS = (
+    "breaks.csv",
+    "breaks.parquet",
+    "open_breaks.csv",
+    "open_breaks.parquet",
+    "closed_breaks.csv",
+    "closed_breaks.parquet",
+    "summary.json",
+)
 
 
 @pytest.fixture(scope="session")

@@ -308,6 +308,36 @@ def test_with_the_open_breaks_the_aging_is_of_them_and_they_get_a_sheet(tmp_path
     assert "Open from earlier days" not in html2.read_text(encoding="utf-8")
 
 
+def test_the_breaks_closed_on_the_day_get_a_sheet_and_a_section_saying_how(tmp_path: Path) -> None:
+    how = ["late_line", "late_record", "moved", "no_longer_reported"]
+    closed = (
+        breaks_frame()
+        .head(8)
+        .with_columns(
+            pl.lit("CLOSED").alias("status"),
+            pl.Series("closed_by", [how[i % 4] for i in range(8)]),
+            pl.Series("closed_with", [None if i % 4 == 3 else f"x{i}" for i in range(8)]),
+        )
+    )
+    xlsx, html = _write(tmp_path, closed_breaks=closed)
+    sheet = Workbook(xlsx).rows("Closed")
+    header = sheet[0]
+    assert header[:2] == ["closed by", "with"]
+    assert len(sheet) - 1 == closed.height
+    got = {(r[header.index("break_id")], r[0], r[1]) for r in sheet[1:]}
+    assert got == set(closed.select("break_id", "closed_by", "closed_with").rows())
+    text = html.read_text(encoding="utf-8")
+    assert "Closed on this day" in text
+    assert (
+        "8 breaks closed on this day: 2 answered by a late line, 2 answered by a late record of ours, "
+        "2 closed by hand, 2 no longer reported by a rerun of their day." in text
+    )
+    # A frame without how it closed is refused with the missing column named.
+    with pytest.raises(ReportInputError, match="closed_by"):
+        _write(tmp_path / "bad", closed_breaks=closed.drop("closed_by"))
+    assert "Closed on this day" not in _write(tmp_path / "without")[1].read_text(encoding="utf-8")
+
+
 def test_open_breaks_reported_after_the_day_are_refused(tmp_path: Path) -> None:
     later = open_frame().with_columns(pl.lit(DAY + timedelta(days=1)).alias("business_date"))
     with pytest.raises(ReportInputError, match="reported after"):

@@ -552,6 +552,23 @@ class Warehouse:
         status is not `expected` (someone or a run moved it first: nothing changes). Raises
         KeyError for an unknown break, ValueError for a status outside MOVABLE_STATUSES, an empty
         reason, or a date before the break's first report or its last change."""
+        row = self.move_breaks([break_id], expected=expected, to=to, on=on, reason=reason, actor=actor).row(
+            0, named=True
+        )
+        if row["outcome"] == "unknown":
+            raise KeyError(f"no break {break_id} in {self.path}")
+        if row["outcome"] == "refused":
+            raise ValueError(row["detail"])
+        return row["outcome"], row["status"]
+
+    def move_breaks(
+        self, break_ids: list[str], *, expected: str, to: str, on: date, reason: str, actor: str
+    ) -> pl.DataFrame:
+        """`move_break` for many breaks in one transaction (a write-off of thousands at once):
+        one row per distinct id, in order, with `outcome` (moved, already, conflict, unknown, or
+        refused: `on` is before the break's first report or its last change, `detail` says which)
+        and `status` (the break's status now). Raises ValueError as `move_break` does for the
+        statuses, the reason and who."""
         bad = sorted({expected, to} - set(MOVABLE_STATUSES))
         if bad or expected == to:
             raise ValueError(
@@ -559,45 +576,80 @@ class Warehouse:
             )
         if not reason.strip() or not actor.strip():
             raise ValueError("a move needs a reason and who made it")
+        ids = pl.DataFrame({"break_id": list(dict.fromkeys(break_ids))}, schema={"break_id": pl.String})
         con = self.con
         con.execute("BEGIN TRANSACTION").fetchall()
+        con.register("move_ids", as_arrow(ids.with_row_index("ord")))
         try:
-            rows = self.execute(
-                "SELECT status, status_date, first_seen_date FROM breaks WHERE break_id = ?", [break_id]
+            # Each break's state and its last move, read inside the transaction that changes them.
+            state = self.frame(
+                """SELECT i.ord, i.break_id, b.status, b.status_date, b.first_seen_date,
+                          l.from_status AS l_from, l.to_status AS l_to, l.status_date AS l_date, l.reason AS l_reason
+                   FROM move_ids i LEFT JOIN breaks b USING (break_id)
+                   LEFT JOIN (SELECT * FROM break_status_log WHERE break_id IN (SELECT break_id FROM move_ids)
+                              QUALIFY row_number() OVER (PARTITION BY break_id ORDER BY seq DESC) = 1) l
+                     USING (break_id)
+                   ORDER BY i.ord""",
+                [],
             )
-            if not rows:
-                raise KeyError(f"no break {break_id} in {self.path}")
-            status, status_date, first_seen = rows[0]
-            last = self.execute(
-                """SELECT from_status, to_status, status_date, reason FROM break_status_log
-                   WHERE break_id = ? ORDER BY seq DESC LIMIT 1""",
-                [break_id],
+            already = (
+                (pl.col("status") == to)
+                & (pl.col("l_from") == expected)
+                & (pl.col("l_to") == to)
+                & (pl.col("l_date") == on)
+                & (pl.col("l_reason") == reason)
             )
-            if status == to and last and last[0] == (expected, to, on, reason):
-                con.execute("ROLLBACK").fetchall()
-                return "already", status
-            if status != expected:
-                con.execute("ROLLBACK").fetchall()
-                return "conflict", status
-            if on < first_seen or on < status_date:
-                raise ValueError(
-                    f"{on} is before the break was first reported ({first_seen}) or last changed ({status_date})"
+            early = (pl.col("first_seen_date") > on) | (pl.col("status_date") > on)
+            decided = state.with_columns(
+                pl.when(pl.col("status").is_null())
+                .then(pl.lit("unknown"))
+                .when(already.fill_null(False))
+                .then(pl.lit("already"))
+                .when(pl.col("status") != expected)
+                .then(pl.lit("conflict"))
+                .when(early)
+                .then(pl.lit("refused"))
+                .otherwise(pl.lit("moved"))
+                .alias("outcome")
+            ).with_columns(
+                pl.when(pl.col("outcome") == "refused")
+                .then(
+                    pl.format(
+                        "{} is before the break was first reported ({}) or last changed ({})",
+                        pl.lit(on.isoformat()),
+                        pl.col("first_seen_date").dt.to_string("%Y-%m-%d"),
+                        pl.col("status_date").dt.to_string("%Y-%m-%d"),
+                    )
                 )
-            moved = self.execute(
-                "UPDATE breaks SET status = ?, status_date = ? WHERE break_id = ? AND status = ?",
-                [to, on, break_id, expected],
+                .alias("detail"),
+                pl.when(pl.col("outcome") == "moved").then(pl.lit(to)).otherwise(pl.col("status")).alias("status"),
             )
-            assert moved[0][0] == 1, moved
-            self.execute(
-                """INSERT INTO break_status_log
-                   SELECT ?, coalesce(max(seq), 0) + 1, ?, ?, ?, ?, ? FROM break_status_log WHERE break_id = ?""",
-                [break_id, expected, to, on, reason, actor, break_id],
-            )
+            moving = decided.filter(pl.col("outcome") == "moved").select("break_id")
+            if moving.height:
+                con.register("move_now", as_arrow(moving))
+                try:
+                    moved = self.execute(
+                        """UPDATE breaks SET status = ?, status_date = ?
+                           WHERE break_id IN (SELECT break_id FROM move_now) AND status = ?""",
+                        [to, on, expected],
+                    )
+                    assert moved[0][0] == moving.height, (moved, moving.height)
+                    self.execute(
+                        """INSERT INTO break_status_log
+                           SELECT m.break_id, coalesce(s.seq, 0) + 1, ?, ?, ?, ?, ?
+                           FROM move_now m LEFT JOIN (SELECT break_id, max(seq) AS seq FROM break_status_log
+                                                      GROUP BY break_id) s USING (break_id)""",
+                        [expected, to, on, reason, actor],
+                    )
+                finally:
+                    con.unregister("move_now")
             con.execute("COMMIT").fetchall()
         except BaseException:
             con.execute("ROLLBACK").fetchall()
             raise
-        return "moved", to
+        finally:
+            con.unregister("move_ids")
+        return decided.select("break_id", "outcome", "status", "detail")
 
     def break_record(self, break_id: str) -> dict[str, pl.DataFrame]:
         """What the warehouse knows of one break: its `state` (one row or none), its `reports`

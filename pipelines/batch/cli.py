@@ -167,38 +167,101 @@ def show(
 
 
 def move(
-    break_id: str = typer.Argument(..., help="The break's id (brk_..., as in breaks.csv)."),
+    break_id: str | None = typer.Argument(None, help="The break's id (brk_..., as in breaks.csv)."),
     expected: str = typer.Option(..., "--from", help="The status the break must have now (compare-and-set)."),
     to: str = typer.Option(..., "--to", help="The new status: OPEN, REPAIRING, CLOSED or WRITTEN_OFF."),
     as_of: str = typer.Option(..., "--date", help="The business date it takes effect (YYYY-MM-DD)."),
     reason: str = typer.Option(..., "--reason", help="Why (kept in the break's log)."),
     actor: str = typer.Option(..., "--by", help="Who decided it (kept in the break's log)."),
+    ids_file: Path | None = typer.Option(
+        None,
+        "--ids-file",
+        help="Move every break of this CSV instead (its break_id column: e.g. open_breaks.csv kept to "
+        "the rows to write off).",
+    ),
     out_root: Path | None = OUT_OPTION,
     warehouse: Path | None = WAREHOUSE_OPTION,
 ) -> None:
     """Move a break on by hand, e.g. write it off. Compare-and-set: nothing changes unless the
     break's status is --from (exit 1 says what it is); the same move again is a no-op (exit 0).
     From --date on, the break is no longer open: the open breaks of that day and later leave it
-    out, those of earlier days keep it."""
-    from connectors.warehouse import Warehouse
+    out, those of earlier days keep it. With --ids-file, every break of the file is moved so, in
+    one transaction: the counts say what became of them, exit 1 when any was not moved (each is
+    named), and running the same file again moves only what is left."""
+    from connectors.warehouse import MOVABLE_STATUSES, Warehouse
 
     day = _date(as_of)
+    if (break_id is None) == (ids_file is None):
+        raise typer.BadParameter("give a break id or --ids-file, one of them")
+    expected, to = expected.upper(), to.upper()
+    for status in (expected, to):
+        if status not in MOVABLE_STATUSES:
+            raise typer.BadParameter(f"{status!r} is not one of {', '.join(MOVABLE_STATUSES)}")
+    ids = [break_id] if break_id is not None else _ids_of(ids_file)  # type: ignore[arg-type]
     with Warehouse(_warehouse_file(out_root, warehouse)) as wh:
         try:
-            outcome, now = wh.move_break(
-                break_id, expected=expected.upper(), to=to.upper(), on=day, reason=reason, actor=actor
-            )
-        except KeyError:
-            console.print(f"[red]error:[/red] no break {break_id}")
-            raise typer.Exit(2) from None
-        except ValueError as exc:
+            # One transaction for them all: thousands of write-offs take a second, and either all
+            # the moves that can be made are made or none is.
+            result = wh.move_breaks(ids, expected=expected, to=to, on=day, reason=reason, actor=actor)
+        except ValueError as exc:  # an empty reason or who
             console.print(f"[red]error:[/red] {exc}")
             raise typer.Exit(2) from None
-    if outcome == "conflict":
-        console.print(f"[yellow]not moved:[/yellow] {break_id} is {now}, not {expected.upper()}")
+    outcomes: dict[str, list[str]] = {k: [] for k in ("moved", "already", "conflict", "unknown", "refused")}
+    for r in result.iter_rows(named=True):
+        outcomes[r["outcome"]].append(
+            f"{r['break_id']} is {r['status']}"
+            if r["outcome"] == "conflict"
+            else f"{r['break_id']}: {r['detail']}"
+            if r["outcome"] == "refused"
+            else r["break_id"]
+        )
+    if break_id is not None:
+        if outcomes["unknown"]:
+            console.print(f"[red]error:[/red] no break {break_id}")
+            raise typer.Exit(2)
+        if outcomes["refused"]:
+            console.print(f"[red]error:[/red] {outcomes['refused'][0]}")
+            raise typer.Exit(2)
+        if outcomes["conflict"]:
+            console.print(f"[yellow]not moved:[/yellow] {outcomes['conflict'][0]}, not {expected}")
+            raise typer.Exit(1)
+        verb = "moved" if outcomes["moved"] else "already moved"
+        console.print(f"{break_id}: {verb} {expected} -> {to} as of {day}")
+        return
+    counts = ", ".join(f"{len(v)} {k}" for k, v in outcomes.items())
+    console.print(f"{len(ids)} breaks of {ids_file}, {expected} -> {to} as of {day}: {counts}")
+    labels = {"conflict": f"not {expected}", "unknown": "no such break", "refused": "refused"}
+    for what, label in labels.items():
+        for line in outcomes[what][:20]:
+            console.print(f"[yellow]not moved ({label}):[/yellow] {line}")
+        if len(outcomes[what]) > 20:
+            console.print(f"[yellow]... and {len(outcomes[what]) - 20} more {label}[/yellow]")
+    if any(outcomes[what] for what in labels):
         raise typer.Exit(1)
-    verb = "moved" if outcome == "moved" else "already moved"
-    console.print(f"{break_id}: {verb} {expected.upper()} -> {now} as of {day}")
+
+
+def _ids_of(path: Path) -> list[str]:
+    """The break ids of a CSV's break_id column, in file order, each once (blank lines skipped); a
+    file without that column, or a row with an empty id, is refused naming the file (and the line)."""
+    import csv
+
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as fh:
+            rows = csv.DictReader(fh)
+            if "break_id" not in (rows.fieldnames or []):
+                console.print(f"[red]error:[/red] {path}: needs a CSV with a break_id column")
+                raise typer.Exit(2)
+            ids: dict[str, None] = {}
+            for row in rows:
+                bid = (row.get("break_id") or "").strip()
+                if not bid:
+                    console.print(f"[red]error:[/red] {path}, line {rows.line_num}: empty break_id")
+                    raise typer.Exit(2)
+                ids.setdefault(bid)
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        console.print(f"[red]error:[/red] {path}: {exc}")
+        raise typer.Exit(2) from None
+    return list(ids)
 
 
 def register(app: typer.Typer) -> None:

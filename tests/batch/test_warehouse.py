@@ -332,6 +332,52 @@ def test_breaks_show_and_move_from_the_command_line(tmp_path: Path) -> None:
     assert "under materiality" in shown.output and "ops.a" in shown.output
 
 
+def test_breaks_are_written_off_in_bulk_from_a_file_and_again_without_harm(tmp_path: Path) -> None:
+    """Finance keeps the rows of open_breaks.csv to write off and hands the file back: each break
+    is moved compare-and-set; one someone moved first, or an unknown id, is named and exits 1;
+    the same file again moves nothing twice."""
+    from typer.testing import CliRunner
+
+    from pipelines.cli import app
+
+    ids = {p: break_id("alipay", "MISSING_AT_CHANNEL", p, None) for p in ("p1", "p2", "p3")}
+    with Warehouse(tmp_path / "warehouse.duckdb") as wh:
+        save(wh, D1, list(ids))
+        wh.move_break(ids["p3"], expected="OPEN", to="REPAIRING", on=D1, reason="requeried", actor="bot")
+    chosen = tmp_path / "write_off.csv"
+    pl.DataFrame({"break_id": [ids["p1"], ids["p2"], ids["p3"], "brk_none", ids["p1"]], "note": ["a"] * 5}).write_csv(
+        chosen
+    )
+    runner = CliRunner()
+    move = ["breaks", "move", "--ids-file", str(chosen), "--from", "OPEN", "--to", "WRITTEN_OFF"]
+    move += ["--date", D4.isoformat(), "--reason", "under materiality", "--by", "ops.a", "--out", str(tmp_path)]
+    first = runner.invoke(app, move)
+    assert first.exit_code == 1, first.output
+    text = " ".join(first.output.split())
+    assert "4 breaks of" in text and "2 moved, 0 already, 1 conflict, 1 unknown, 0 refused" in text
+    assert f"{ids['p3']} is REPAIRING" in text and "brk_none" in text
+    again = runner.invoke(app, move)
+    assert "0 moved, 2 already, 1 conflict, 1 unknown" in " ".join(again.output.split())
+    with Warehouse(tmp_path / "warehouse.duckdb") as wh:
+        assert [state(wh, p)[0] for p in ("p1", "p2", "p3")] == ["WRITTEN_OFF", "WRITTEN_OFF", "REPAIRING"]
+        assert wh.count("break_status_log") == 3
+        # A date before the break's last change is refused for that break alone, and says why.
+        early = wh.move_breaks(
+            [ids["p3"], ids["p2"]], expected="REPAIRING", to="CLOSED", on=D1 - timedelta(days=1), reason="x", actor="y"
+        )
+        assert early.select("outcome", "status").rows() == [("refused", "REPAIRING"), ("conflict", "WRITTEN_OFF")]
+        assert "before the break was first reported (2026-11-02)" in early["detail"][0]
+        assert state(wh, "p3")[0] == "REPAIRING" and wh.count("break_status_log") == 3
+    # A file without a break_id column, or with an empty one, is refused before anything moves.
+    bad = tmp_path / "bad.csv"
+    bad.write_text("id\nbrk_x\n")
+    assert runner.invoke(app, [*move[:3], str(bad), *move[4:]]).exit_code == 2
+    bad.write_text("break_id\nbrk_x\n\n \n")
+    refused = runner.invoke(app, [*move[:3], str(bad), *move[4:]])
+    assert refused.exit_code == 2 and "line 4" in " ".join(refused.output.split()), refused.output
+    assert runner.invoke(app, [*move, ids["p1"]]).exit_code == 2  # an id and a file: one of them
+
+
 def test_the_history_is_summed_exactly_in_duckdb(tmp_path: Path) -> None:
     """Counts and amounts at risk per day, channel and currency, past 2**63 in total, exact."""
     with Warehouse(tmp_path / "w.duckdb") as wh:

@@ -244,6 +244,7 @@ def variant_pandas(root: Path, out: Path, rules: Path | None) -> dict[str, Any]:
     )
     m["kind"] = kind
     out.mkdir(parents=True, exist_ok=True)
+    m["channel_txn_id"] = m["channel_txn_id_c"]  # the line's transaction id, as in the other variants
     breaks = m.loc[m["kind"] != "", ["channel", "kind", "payment_id", "channel_txn_id", "amount_minor", "gross_minor"]]
     breaks.sort_values(["channel", "kind", "payment_id"]).to_csv(out / "breaks.csv", index=False)
     return {"internal_rows": len(ours), "lines": len(lines)}
@@ -285,7 +286,44 @@ def measure(variant: str, root: Path, out: Path, rules: Path | None) -> dict[str
     if proc.returncode != 0:
         raise RuntimeError(f"variant {variant} failed with exit code {proc.returncode}")
     report = json.loads(stdout.strip().splitlines()[-1])
-    return {"variant": variant, "wall_s": round(wall, 2), "peak_rss_mib": round(usage.ru_maxrss / 1024), **report}
+    return {
+        "variant": variant,
+        "wall_s": round(wall, 2),
+        "peak_rss_mib": round(usage.ru_maxrss / 1024),
+        **report,
+        **against_truth(variant, root, out),
+    }
+
+
+# Where each variant writes its breaks, and the names it gives the four columns of the truth.
+_BREAK_FILES: dict[str, tuple[str, dict[str, str]]] = {
+    "recon": (f"{DAY.isoformat()}/breaks.csv", {}),
+    "duckdb": ("breaks.csv", {"ours": "payment_id"}),
+    "pandas": ("breaks.csv", {}),
+}
+TRUTH_KEY = ["kind", "channel", "payment_id", "channel_txn_id"]
+
+
+def against_truth(variant: str, root: Path, out: Path) -> dict[str, Any]:
+    """How the variant's breaks compare with the generated truth on (kind, channel, payment_id,
+    channel_txn_id): breaks found, missed and false. Checked after the timed run, outside it."""
+    import polars as pl
+
+    truth_csv = root / DAY.isoformat() / "truth" / "breaks.csv"
+    name, renames = _BREAK_FILES.get(variant, _BREAK_FILES["recon"])
+    if not truth_csv.exists() or not (out / name).exists():
+        return {}
+
+    def keys(path: Path, rename: dict[str, str]) -> pl.DataFrame:
+        frame = pl.read_csv(path, infer_schema=False).rename(rename)
+        return frame.select(pl.col(TRUTH_KEY).fill_null(""))
+
+    truth, found = keys(truth_csv, {}), keys(out / name, renames)
+    return {
+        "breaks": found.height,
+        "missed": truth.join(found, on=TRUTH_KEY, how="anti", nulls_equal=True).height,
+        "false": found.join(truth, on=TRUTH_KEY, how="anti", nulls_equal=True).height,
+    }
 
 
 DEFAULT_VARIANTS = ("recon", "duckdb", "pandas")
@@ -338,10 +376,18 @@ def run_size(
     return results
 
 
+def _truth_cell(r: dict[str, Any]) -> str:
+    if "breaks" not in r:
+        return "-"
+    if r["missed"] == r["false"] == 0:
+        return f"equal ({r['breaks']:,})"
+    return f"{r['breaks']:,}: {r['missed']:,} missed, {r['false']:,} false"
+
+
 def table(results: list[dict[str, Any]]) -> str:
     lines = [
-        "| payments/day | files | variant | wall s | peak RSS MiB | vs bare DuckDB | pandas / this |",
-        "|---:|---|---|---:|---:|---:|---:|",
+        "| payments/day | files | variant | wall s | peak RSS MiB | vs bare DuckDB | pandas / this | breaks vs truth |",
+        "|---:|---|---|---:|---:|---:|---:|---|",
     ]
     for r in results:
         same = [x for x in results if x["payments"] == r["payments"] and x["files"] == r["files"]]
@@ -351,7 +397,7 @@ def table(results: list[dict[str, Any]]) -> str:
         vs_pandas = f"{pandas['wall_s'] / r['wall_s']:.1f}x" if pandas else "-"
         lines.append(
             f"| {r['payments']:,} | {r['files']} | {r['variant']} | {r['wall_s']:.2f} | {r['peak_rss_mib']:,} "
-            f"| {vs_duck} | {vs_pandas} |"
+            f"| {vs_duck} | {vs_pandas} | {_truth_cell(r)} |"
         )
     return "\n".join(lines)
 
@@ -422,7 +468,10 @@ end of the runs (other work shared the machine, so absolute seconds are noisy; t
 the same run). Each variant runs in its own process on the same files of one business day from
 `bench/gen_day.py` (three payrecon_csv channels, USD/CNY/JPY, about 1% of payments with a fault);
 wall time and peak RSS are that process's. With `--repeat N` the variants run in N interleaved
-rounds and each keeps its fastest; every round's wall time is listed below the table.
+rounds and each keeps its fastest; every round's wall time is listed below the table. After each
+run, outside its time, its breaks are compared with the day's `truth/breaks.csv` on (kind, channel,
+payment_id, channel_txn_id): the baselines look for no DUPLICATE_PAYMENT (their join pairs both
+lines of a doubled charge with the one payment), which is what they miss.
 
 {table(results)}
 

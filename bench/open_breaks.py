@@ -5,7 +5,8 @@ channels (half of them still open, a third MISSING_AT_CHANNEL), then times, side
 process, what a day's run does with it:
 - `open_breaks` (every break still open, all days) and writing it as open_breaks.csv and .parquet;
 - `overdue_breaks` of one channel, of each kind a late counterpart may close (the earlier
-  MISSING_AT_CHANNEL breaks a late line answers, the MISSING_INTERNAL a late record of ours does);
+  MISSING_AT_CHANNEL breaks a late line answers, the MISSING_INTERNAL a late record of ours does),
+  every open one of the channel, and only those a day's keys name, as a run asks for them;
 - the baseline: `breaks_of_day`, the day's own breaks, which is all a run read before breaks
   stayed open.
 
@@ -27,11 +28,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import polars as pl
+
 from connectors.warehouse import Warehouse
 from pipelines.frames import BREAKS_SCHEMA
 from pipelines.report.model import with_amount_at_risk
 
 FIRST_DAY = date(2026, 10, 1)
+KEYS = 20_000  # a 10M-payment day has about 20,000 breaks of each missing kind
+LATE = 1_000  # of which this many answer an earlier break
 CHANNELS = ["ch0", "ch1", "ch2"]
 
 
@@ -80,6 +85,15 @@ def main() -> None:
                 frame.write_parquet(out / "open_breaks.parquet", compression="zstd", statistics=False)
                 return frame.height
 
+            def day_keys(prefix: str) -> pl.Series:
+                # The keys of a day's breaks of the opposite kind: KEYS of them, of which LATE name
+                # an earlier break of the channel (ids 3n are ch0's, 3n+1 ch1's; a late counterpart
+                # is the exception, and half of these breaks are closed) and the rest the day's own.
+                total = args.days * args.breaks
+                first = 0 if prefix == "P" else 1
+                earlier = [first + 3 * n for n in range(0, total // 3, total // 3 // LATE)][:LATE]
+                return pl.Series([f"{prefix}{i}" for i in [*earlier, *range(total, total + KEYS - LATE)]])
+
             def history_rows() -> int:
                 # What finalize_day did before history_summary: every row into Polars, summed there.
                 rows = wh.frame("SELECT * FROM break_history WHERE business_date <= ?", [day])
@@ -100,6 +114,17 @@ def main() -> None:
                 (
                     "overdue_breaks of one channel, MISSING_INTERNAL",
                     *best_of(args.repeat, lambda: wh.overdue_breaks(day, "ch1", "MISSING_INTERNAL").height),
+                ),
+                (
+                    f"overdue_breaks of one channel, MISSING_AT_CHANNEL, keyed by {KEYS:,} of the day's references",
+                    *best_of(args.repeat, lambda: wh.overdue_breaks(day, "ch0", payment_ids=day_keys("P")).height),
+                ),
+                (
+                    f"overdue_breaks of one channel, MISSING_INTERNAL, keyed by {KEYS:,} of the day's channel ids",
+                    *best_of(
+                        args.repeat,
+                        lambda: wh.overdue_breaks(day, "ch1", "MISSING_INTERNAL", channel_txn_ids=day_keys("T")).height,
+                    ),
                 ),
             ]
     print(f"| history: {args.days} days x {args.breaks:,} breaks | rows | best of {args.repeat} s |")

@@ -83,6 +83,16 @@ CREATE TABLE IF NOT EXISTS run_log (
     PRIMARY KEY (business_date, channel));
 """
 
+# The breaks `overdue_breaks` may return (parameters: channel, kind, the day four times, channel).
+# A break's first_seen_date is its earliest report, so one reported before
+# the day has first_seen_date before it.
+_OVERDUE_CANDIDATES = """
+    SELECT s.break_id FROM breaks s
+    WHERE s.channel = ? AND s.kind = ? AND s.first_seen_date < ?
+      AND ((s.status IN ('OPEN', 'REPAIRING') AND s.status_date <= ?)
+           OR (s.status = 'CLOSED' AND s.status_date = ? AND s.break_id IN (
+               SELECT break_id FROM break_resolutions WHERE business_date = ? AND channel = ?)))"""
+
 PENDING_COLUMNS: tuple[str, ...] = (
     "payment_id", "biz_type", "parent_payment_id", "merchant_id", "account_id", "channel", "channel_txn_id",
     "amount_minor", "currency", "fee_minor", "status", "created_at", "updated_at", "trace_id", "since_date",
@@ -297,25 +307,59 @@ class Warehouse:
             ORDER BY payment_id"""
         return self.frame(query, [channel, channel, business_date])
 
-    def overdue_breaks(self, business_date: date, channel: str, kind: str = "MISSING_AT_CHANNEL") -> pl.DataFrame:
+    def any_overdue(self, business_date: date, channel: str, kind: str) -> bool:
+        """Whether `overdue_breaks` may return anything (a cheap look before reading the day's keys)."""
+        d = business_date
+        query = f"SELECT EXISTS ({_OVERDUE_CANDIDATES})"
+        return bool(self.execute(query, [channel, kind, d, d, d, d, channel])[0][0])
+
+    def overdue_breaks(
+        self,
+        business_date: date,
+        channel: str,
+        kind: str = "MISSING_AT_CHANNEL",
+        *,
+        payment_ids: pl.Series | None = None,
+        channel_txn_ids: pl.Series | None = None,
+    ) -> pl.DataFrame:
         """The `kind` breaks (MISSING_AT_CHANNEL or MISSING_INTERNAL) of `channel` reported before
         `business_date` and open on it: OPEN or REPAIRING since that day or before, or closed on it
         by a late counterpart of this day in an earlier run of it (which `save_channel_day` undoes
         first). A break whose status someone changed after the day is left alone. Columns:
         break_id, payment_id, channel_txn_id, internal_amount_minor, channel_amount_minor,
-        currency, first_seen_date as last reported."""
-        query = """
+        currency, first_seen_date as last reported before the day.
+
+        `payment_ids` / `channel_txn_ids`: only the breaks with one of these keys (the day's
+        candidates), chosen in the query: with months of breaks nobody resolved, returning every
+        open one of the channel cost seconds, and a day pairs only a few."""
+        keys: list[tuple[str, pl.Series]] = []
+        if payment_ids is not None:
+            keys.append(("payment_id", payment_ids))
+        if channel_txn_ids is not None:
+            keys.append(("channel_txn_id", channel_txn_ids))
+        names = [f"overdue_keys_{n}" for n in range(len(keys))]
+        keyed = "".join(
+            f" AND s.{column} IN (SELECT k FROM {name})" for (column, _), name in zip(keys, names, strict=True)
+        )
+        # The candidates from `breaks` first, then each one's latest report before the day by a
+        # join on (id, date), as open_breaks does.
+        query = f"""
+            WITH candidates AS ({_OVERDUE_CANDIDATES}{keyed}),
+            latest AS (
+                SELECT break_id, max(business_date) AS business_date FROM break_history
+                WHERE business_date < ? AND break_id IN (SELECT break_id FROM candidates) GROUP BY break_id)
             SELECT h.break_id, h.payment_id, h.channel_txn_id, h.internal_amount_minor, h.channel_amount_minor,
                    h.currency, h.first_seen_date
-            FROM break_history h JOIN breaks s USING (break_id)
-            WHERE h.channel = ? AND h.kind = ? AND h.business_date < ?
-              AND ((s.status IN ('OPEN', 'REPAIRING') AND s.status_date <= ?)
-                   OR (s.status = 'CLOSED' AND s.status_date = ? AND h.break_id IN (
-                       SELECT break_id FROM break_resolutions WHERE business_date = ? AND channel = ?)))
-            QUALIFY row_number() OVER (PARTITION BY h.break_id ORDER BY h.business_date DESC) = 1
+            FROM break_history h JOIN latest USING (break_id, business_date)
             ORDER BY h.break_id"""
         d = business_date
-        return self.frame(query, [channel, kind, d, d, d, d, channel])
+        for (_, values), name in zip(keys, names, strict=True):
+            self.con.register(name, as_arrow(pl.DataFrame({"k": values.cast(pl.String).drop_nulls().unique()})))
+        try:
+            return self.frame(query, [channel, kind, d, d, d, d, channel, d])
+        finally:
+            for name in names:
+                self.con.unregister(name)
 
     # --- the day's results of one channel ------------------------------------------------------------
     def save_channel_day(

@@ -106,8 +106,7 @@ def _late_lines(wh: Warehouse, rule: Rule, day: date, breaks: pl.DataFrame, line
     ).select(pl.col("break_id").alias("new_break_id"), "channel_txn_id")
     if not missing.height or MatchKey.PAYMENT_ID not in rule.match_keys:
         return _empty()
-    overdue = wh.overdue_breaks(day, rule.channel, BreakKind.MISSING_AT_CHANNEL.value)
-    if not overdue.height:
+    if not wh.any_overdue(day, rule.channel, BreakKind.MISSING_AT_CHANNEL.value):
         return _empty()
     if lines is None:
         # A few columns of the staged lines (a channel matched in shards is too large to read whole).
@@ -122,6 +121,12 @@ def _late_lines(wh: Warehouse, rule: Rule, day: date, breaks: pl.DataFrame, line
         .join(missing.select("channel_txn_id"), on="channel_txn_id", how="semi")
         .filter((pl.len().over("channel_txn_id") == 1) & (pl.col("payment_id") != ""))
     )
+    if not refs.height:
+        return _empty()
+    # Only the earlier breaks one of these lines names: the query picks them out of the channel's.
+    overdue = wh.overdue_breaks(day, rule.channel, BreakKind.MISSING_AT_CHANNEL.value, payment_ids=refs["payment_id"])
+    if not overdue.height:
+        return _empty()
     pairs = _sole(
         missing.join(refs, on="channel_txn_id", how="inner").join(
             overdue.select("break_id", "payment_id", "first_seen_date"), on="payment_id", how="inner"
@@ -156,10 +161,7 @@ def _late_records(wh: Warehouse, rule: Rule, day: date, breaks: pl.DataFrame) ->
     ).select(pl.col("break_id").alias("new_break_id"), "payment_id")
     if not missing.height or not (by_txn or by_ref):
         return _empty()
-    overdue = wh.overdue_breaks(day, rule.channel, BreakKind.MISSING_INTERNAL.value).filter(
-        pl.col("channel_txn_id").is_not_null()
-    )
-    if not overdue.height:
+    if not wh.any_overdue(day, rule.channel, BreakKind.MISSING_INTERNAL.value):
         return _empty()
     # Our records behind today's breaks: today's version, else the one carried forward to today.
     ids = missing["payment_id"].implode()
@@ -174,6 +176,16 @@ def _late_records(wh: Warehouse, rule: Rule, day: date, breaks: pl.DataFrame) ->
         .with_columns(pl.col("payment_id").is_in(carried["payment_id"].implode()).alias("carried"))
     )
     if not ours.height:
+        return _empty()
+    # The earlier breaks: when the rule pairs only on channel ids, just those of our records; by
+    # reference, every open one (a MISSING_INTERNAL break does not keep its line's reference).
+    overdue = wh.overdue_breaks(
+        day,
+        rule.channel,
+        BreakKind.MISSING_INTERNAL.value,
+        channel_txn_ids=None if by_ref else ours["our_txn"],
+    ).filter(pl.col("channel_txn_id").is_not_null())
+    if not overdue.height:
         return _empty()
     # The lines behind the earlier breaks, from the partitions of the days they were first seen.
     scan = _scan(wh, "lines", overdue["first_seen_date"].to_list(), rule.channel, _LINE_COLUMNS)

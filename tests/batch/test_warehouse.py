@@ -394,3 +394,26 @@ def test_the_history_is_summed_exactly_in_duckdb(tmp_path: Path) -> None:
         summed = wh.history_summary(D4)
         assert summed.schema["amount_at_risk_minor"] == pl.Int128 and summed.schema["breaks"] == pl.Int64
         assert summed.rows() == [(D1, "alipay", "CNY", 3, 2 * big + 7), (D4, "alipay", "CNY", 1, 250)]
+
+
+def test_overdue_breaks_are_chosen_by_the_days_keys_in_the_query(tmp_path: Path) -> None:
+    with Warehouse(tmp_path / "w.duckdb") as wh:
+        assert not wh.any_overdue(D4, "alipay", "MISSING_AT_CHANNEL")
+        save(wh, D1, ["p1", "p2", "p3"])
+        save(wh, D4, ["p1"])
+        assert wh.any_overdue(D4, "alipay", "MISSING_AT_CHANNEL")
+        assert not wh.any_overdue(D1, "alipay", "MISSING_AT_CHANNEL")  # nothing before the first day
+        assert not wh.any_overdue(D4, "alipay", "MISSING_INTERNAL")
+        every = wh.overdue_breaks(D4, "alipay")
+        assert every["payment_id"].to_list() == sorted(["p1", "p2", "p3"], key=lambda p: brk(p)["break_id"])
+        assert set(every["first_seen_date"]) == {D1}
+        keyed = wh.overdue_breaks(D4, "alipay", payment_ids=pl.Series(["p3", "p1", "p1", None, "p9"]))
+        assert keyed.equals(every.filter(pl.col("payment_id").is_in(["p1", "p3"])))
+        assert wh.overdue_breaks(D4, "alipay", payment_ids=pl.Series([], dtype=pl.String)).height == 0
+        assert wh.overdue_breaks(D4, "alipay", channel_txn_ids=pl.Series(["T1"])).height == 0
+        # On a later day p1's latest report before it is D4's; p2 and p3 were last reported on D1.
+        later = wh.overdue_breaks(D6, "alipay", payment_ids=pl.Series(["p1", "p2"]))
+        assert dict(later.select("payment_id", "first_seen_date").iter_rows()) == {"p1": D1, "p2": D1}
+        # A break closed (p2, by a rerun of D1 that no longer finds it) is no candidate.
+        save(wh, D1, ["p1", "p3"])
+        assert wh.overdue_breaks(D4, "alipay", payment_ids=pl.Series(["p2", "p3"]))["payment_id"].to_list() == ["p3"]

@@ -53,7 +53,8 @@ def build(wh: Warehouse, days: int, per_day: int) -> None:
         INSERT INTO breaks
         SELECT break_id, kind, channel, payment_id, channel_txn_id, currency, rule_id,
                CASE WHEN hash(break_id) % 2 = 0 THEN 'OPEN' ELSE 'CLOSED' END,
-               business_date, business_date, business_date
+               business_date, business_date, business_date,
+               CASE kind WHEN 'MISSING_INTERNAL' THEN 'R' || substr(break_id, 5) END
         FROM break_history""")
 
 
@@ -120,10 +121,15 @@ def main() -> None:
                     *best_of(args.repeat, lambda: wh.overdue_breaks(day, "ch0", payment_ids=day_keys("P")).height),
                 ),
                 (
-                    f"overdue_breaks of one channel, MISSING_INTERNAL, keyed by {KEYS:,} of the day's channel ids",
+                    f"overdue_breaks of one channel, MISSING_INTERNAL, keyed by {KEYS:,} of the day's channel ids "
+                    "and payment ids (the lines' references)",
                     *best_of(
                         args.repeat,
-                        lambda: wh.overdue_breaks(day, "ch1", "MISSING_INTERNAL", channel_txn_ids=day_keys("T")).height,
+                        lambda: (
+                            wh.overdue_breaks(
+                                day, "ch1", "MISSING_INTERNAL", channel_txn_ids=day_keys("T"), references=day_keys("R")
+                            ).height
+                        ),
                     ),
                 ),
             ]

@@ -55,7 +55,10 @@ CREATE TABLE IF NOT EXISTS pending (
 CREATE TABLE IF NOT EXISTS breaks (
     break_id VARCHAR PRIMARY KEY, kind VARCHAR NOT NULL, channel VARCHAR NOT NULL, payment_id VARCHAR,
     channel_txn_id VARCHAR, currency VARCHAR NOT NULL, rule_id VARCHAR NOT NULL, status VARCHAR NOT NULL,
-    first_seen_date DATE NOT NULL, last_seen_date DATE NOT NULL, status_date DATE NOT NULL);
+    first_seen_date DATE NOT NULL, last_seen_date DATE NOT NULL, status_date DATE NOT NULL, reference VARCHAR);
+-- A warehouse of the ninth session or before did not keep a MISSING_INTERNAL line's reference
+-- (null: unknown, so a late record's query still reads such a break as a candidate).
+ALTER TABLE breaks ADD COLUMN IF NOT EXISTS reference VARCHAR;
 CREATE TABLE IF NOT EXISTS break_history (
     business_date DATE NOT NULL, break_id VARCHAR NOT NULL, kind VARCHAR NOT NULL, channel VARCHAR NOT NULL,
     payment_id VARCHAR, channel_txn_id VARCHAR, internal_amount_minor BIGINT, channel_amount_minor BIGINT,
@@ -321,6 +324,7 @@ class Warehouse:
         *,
         payment_ids: pl.Series | None = None,
         channel_txn_ids: pl.Series | None = None,
+        references: pl.Series | None = None,
     ) -> pl.DataFrame:
         """The `kind` breaks (MISSING_AT_CHANNEL or MISSING_INTERNAL) of `channel` reported before
         `business_date` and open on it: OPEN or REPAIRING since that day or before, or closed on it
@@ -329,18 +333,23 @@ class Warehouse:
         break_id, payment_id, channel_txn_id, internal_amount_minor, channel_amount_minor,
         currency, first_seen_date as last reported before the day.
 
-        `payment_ids` / `channel_txn_ids`: only the breaks with one of these keys (the day's
-        candidates), chosen in the query: with months of breaks nobody resolved, returning every
-        open one of the channel cost seconds, and a day pairs only a few."""
+        `payment_ids`, `channel_txn_ids`, `references` (a MISSING_INTERNAL line's reference):
+        when any is given, only the breaks one of them names (the day's candidates), chosen in
+        the query: with months of breaks nobody resolved, returning every open one of the channel
+        cost seconds, and a day pairs only a few. A break whose reference an older warehouse did
+        not keep (null) stays a candidate when `references` are given."""
         keys: list[tuple[str, pl.Series]] = []
         if payment_ids is not None:
             keys.append(("payment_id", payment_ids))
         if channel_txn_ids is not None:
             keys.append(("channel_txn_id", channel_txn_ids))
+        if references is not None:
+            keys.append(("reference", references))
         names = [f"overdue_keys_{n}" for n in range(len(keys))]
-        keyed = "".join(
-            f" AND s.{column} IN (SELECT k FROM {name})" for (column, _), name in zip(keys, names, strict=True)
-        )
+        named = [f"s.{column} IN (SELECT k FROM {name})" for (column, _), name in zip(keys, names, strict=True)]
+        if references is not None:
+            named.append("s.reference IS NULL")
+        keyed = f" AND ({' OR '.join(named)})" if named else ""
         # The candidates from `breaks` first, then each one's latest report before the day by a
         # join on (id, date), as open_breaks does.
         query = f"""
@@ -401,6 +410,8 @@ class Warehouse:
         con.execute("BEGIN TRANSACTION").fetchall()
         try:
             # As Arrow, once each: a registered Polars frame is converted again by every query.
+            if "reference" not in breaks.columns:
+                breaks = breaks.with_columns(pl.lit(None, dtype=pl.String).alias("reference"))
             con.register("day_breaks", as_arrow(breaks))
             con.register("day_pending", as_arrow(pending))
             con.register("day_outbox", as_arrow(outbox))
@@ -440,9 +451,17 @@ class Warehouse:
                 [d, channel],
             )
             self.execute(
-                """INSERT INTO breaks SELECT break_id, kind, channel, payment_id, channel_txn_id, currency, rule_id,
-                          'OPEN', ?, ?, ? FROM day_breaks ON CONFLICT (break_id) DO NOTHING""",
+                """INSERT INTO breaks (break_id, kind, channel, payment_id, channel_txn_id, currency, rule_id, status,
+                                      first_seen_date, last_seen_date, status_date, reference)
+                   SELECT break_id, kind, channel, payment_id, channel_txn_id, currency, rule_id, 'OPEN', ?, ?, ?, reference
+                   FROM day_breaks ON CONFLICT (break_id) DO NOTHING""",
                 [d, d, d],
+            )
+            # A break reported again keeps the reference it was first given; one an older
+            # warehouse kept without it learns it now.
+            self.execute(
+                """UPDATE breaks SET reference = b.reference FROM day_breaks b
+                   WHERE breaks.break_id = b.break_id AND breaks.reference IS NULL AND b.reference IS NOT NULL"""
             )
             self.execute(
                 """UPDATE breaks SET first_seen_date = least(first_seen_date, ?), last_seen_date = greatest(last_seen_date, ?)

@@ -70,6 +70,10 @@ ENGINE_BREAK_SCHEMA: dict[str, pl.DataType] = {
     "rule_id": pl.String(),
     "trace_id": pl.String(),
     "channel_succeeded": pl.Boolean(),
+    # A MISSING_INTERNAL (or AMBIGUOUS) line's merchant reference, "" when it has none (null for
+    # the other kinds): not reported (it is not part of the break's identity), but kept in the
+    # warehouse so a late record of ours finds the earlier break that names it by a query.
+    "reference": pl.String(),
 }
 
 
@@ -315,30 +319,32 @@ class _Engine:
         query = f"""
             WITH b AS (
                 SELECT kind, payment_id, p_txn AS channel_txn_id, internal_amount, channel_amount,
-                       p_currency AS currency, trace_id, channel_ok
+                       p_currency AS currency, trace_id, channel_ok, NULL AS reference
                 FROM gv WHERE kind IS NOT NULL
                 UNION ALL
-                SELECT kind, payment_id, channel_txn_id, internal_amount, channel_amount, currency, trace_id, channel_ok
+                SELECT kind, payment_id, channel_txn_id, internal_amount, channel_amount, currency, trace_id, channel_ok,
+                       NULL
                 FROM av WHERE kind IS NOT NULL
                 UNION ALL
                 SELECT {lit(BreakKind.DUPLICATE_PAYMENT)}, gv.payment_id, og.channel_txn_id, NULL, og.gross_minor::HUGEINT,
-                       og.currency, gv.trace_id, og.status = {OK}
+                       og.currency, gv.trace_id, og.status = {OK}, NULL
                 FROM og JOIN gv USING (irow) WHERE og.r > 1 AND gv.mode = 'dup'
                 UNION ALL
                 SELECT {lit(BreakKind.MISSING_AT_CHANNEL)}, i.payment_id, NULL, i.ours::HUGEINT, NULL, i.currency,
-                       i.trace_id, false
+                       i.trace_id, false, NULL
                 FROM i_out o JOIN mi i USING (irow) WHERE o.outcome = 'missing'
                 UNION ALL
                 SELECT CASE WHEN o.outcome = 'ambiguous' THEN {lit(BreakKind.AMBIGUOUS)}
                             ELSE {lit(BreakKind.MISSING_INTERNAL)} END,
-                       NULL, l.channel_txn_id, NULL, l.gross_minor::HUGEINT, l.currency, NULL, l.status = {OK}
+                       NULL, l.channel_txn_id, NULL, l.gross_minor::HUGEINT, l.currency, NULL, l.status = {OK},
+                       coalesce(l.payment_id, '')
                 FROM l_out o JOIN ml l USING (lrow) WHERE o.outcome IN ('missing', 'ambiguous'))
             SELECT {bid} AS break_id, kind, {ch} AS channel, payment_id, channel_txn_id,
                    internal_amount::BIGINT AS internal_amount_minor, channel_amount::BIGINT AS channel_amount_minor,
                    currency,
                    CASE WHEN kind = {lit(BreakKind.CURRENCY_MISMATCH)} THEN NULL
                         ELSE (channel_amount - internal_amount)::BIGINT END AS delta_minor,
-                   {lit(rule.ref)} AS rule_id, trace_id, channel_ok AS channel_succeeded
+                   {lit(rule.ref)} AS rule_id, trace_id, channel_ok AS channel_succeeded, reference::VARCHAR AS reference
             FROM b
             QUALIFY row_number() OVER (PARTITION BY break_id ORDER BY {BREAK_PICK_SQL}) = 1
             ORDER BY break_id"""
@@ -403,11 +409,13 @@ class _Engine:
 # the engine's columns) and the same order over ENGINE_BREAK_SCHEMA's columns, nulls first.
 BREAK_PICK_SQL = ", ".join(
     f"{c} NULLS FIRST"
-    for c in ("kind", "channel_txn_id", "internal_amount", "channel_amount", "currency", "trace_id", "channel_ok")
-)
+    for c in (
+        "kind", "channel_txn_id", "internal_amount", "channel_amount", "currency", "trace_id", "channel_ok", "reference"
+    )
+)  # fmt: skip
 BREAK_PICK_COLUMNS = (
     "kind", "channel_txn_id", "internal_amount_minor", "channel_amount_minor", "currency", "trace_id",
-    "channel_succeeded",
+    "channel_succeeded", "reference",
 )  # fmt: skip
 
 # Whether `match_channel` takes the clean one-to-one pairs out first (`_take_clean_pairs`); off, every

@@ -177,13 +177,14 @@ def _late_records(wh: Warehouse, rule: Rule, day: date, breaks: pl.DataFrame) ->
     )
     if not ours.height:
         return _empty()
-    # The earlier breaks: when the rule pairs only on channel ids, just those of our records; by
-    # reference, every open one (a MISSING_INTERNAL break does not keep its line's reference).
+    # The earlier breaks one of our records names: by its channel id, or by its payment id as the
+    # reference the break's line carried (kept with the break).
     overdue = wh.overdue_breaks(
         day,
         rule.channel,
         BreakKind.MISSING_INTERNAL.value,
-        channel_txn_ids=None if by_ref else ours["our_txn"],
+        channel_txn_ids=ours["our_txn"] if by_txn else None,
+        references=ours["payment_id"] if by_ref else None,
     ).filter(pl.col("channel_txn_id").is_not_null())
     if not overdue.height:
         return _empty()

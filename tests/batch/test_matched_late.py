@@ -320,3 +320,25 @@ def test_the_breaks_closed_on_a_day_say_how_each_closed(tmp_path: Path) -> None:
             [(missing_at_channel("P1"), 10000, None), (missing_at_channel("P5"), 5000, None),
              (missing_internal("T7"), None, 7000)]
         )  # fmt: skip
+
+
+def test_a_missing_internal_keeps_its_lines_reference_and_an_older_warehouse_still_pairs(tmp_path: Path) -> None:
+    """The late record's query picks the earlier MISSING_INTERNAL breaks by the reference their
+    line carried (kept with the break, "" for none); a break an older warehouse kept without it
+    (null) is still a candidate, so upgrading loses no pair."""
+    path = tmp_path / "w.duckdb"
+    with Warehouse(path) as wh:
+        run(wh, tmp_path, DAY, [], [line("P1", "T1", 10000), line("", "T2", 20000)])
+        refs = dict(wh.execute("SELECT channel_txn_id, reference FROM breaks ORDER BY channel_txn_id"))
+        assert refs == {"T1": "P1", "T2": ""}
+        wh.execute("ALTER TABLE breaks DROP COLUMN reference")
+    with Warehouse(path) as wh:
+        assert dict(wh.execute("SELECT channel_txn_id, reference FROM breaks")) == {"T1": None, "T2": None}
+        late = [{"payment_id": "P1", "amount_minor": 10000}]  # no channel id: only the reference pairs it
+        day3 = run(wh, tmp_path, D2, late, [])
+        assert day3["internal"]["matched"] == 1 and day3["breaks_by_kind"] == {}
+        assert status(wh, missing_internal("T1")) == ("CLOSED", D2)
+        assert status(wh, missing_internal("T2")) == ("OPEN", DAY)
+        # A later day that reports T2 again gives its break the reference it lacked.
+        run(wh, tmp_path, D3, [], [line("", "T2", 20000)])
+        assert wh.execute("SELECT reference FROM breaks WHERE channel_txn_id = 'T2'") == [("",)]

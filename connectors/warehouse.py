@@ -32,6 +32,7 @@ from typing import Any
 import duckdb
 import polars as pl
 
+from pipelines import failpoints
 from pipelines.frames import as_arrow
 
 # Another process (a parallel Airflow task) may hold the file's write lock; wait this long for it.
@@ -513,7 +514,9 @@ class Warehouse:
                 "INSERT OR REPLACE INTO run_log VALUES (?, ?, ?, ?)",
                 [d, channel, rule_ref, json.dumps(summary)],
             )
+            failpoints.reached(f"persist:{channel}:before_commit")
             con.execute("COMMIT").fetchall()
+            failpoints.reached(f"persist:{channel}:committed")
         except BaseException:
             con.execute("ROLLBACK").fetchall()
             raise

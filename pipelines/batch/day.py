@@ -31,6 +31,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,7 @@ import polars as pl
 
 from connectors.statements import ParsedFile, StatementError
 from connectors.warehouse import OUTBOX_COLUMNS, PENDING_COLUMNS, Warehouse
+from pipelines import failpoints
 from pipelines.batch import gates
 from pipelines.batch.engine import ENGINE_BREAK_SCHEMA, ChannelResult, match_channel
 from pipelines.batch.late import matched_late
@@ -53,6 +55,7 @@ from pipelines.batch.load import (
     read_internal_blocks,
 )
 from pipelines.batch.shards import match_in_shards, parquet_rows, shard_count
+from pipelines.files import sweep_stale, write_replacing
 from pipelines.frames import BREAKS_SCHEMA, CLOSED_BREAKS_SCHEMA
 from pipelines.matching.rules import Rule, load_rules
 from pipelines.matching.sql import lit, task_id_expr
@@ -304,10 +307,13 @@ def _quarantine(paths: DayPaths, channel: str, path: Path, exc: StatementError, 
     tree is never changed, so a rerun sees the same files."""
     target_dir = paths.quarantine_dir(channel)
     target_dir.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(path, target_dir / path.name)
+    sweep_stale(target_dir)
+    # Each whole or not at all, the file first: a reason never stands beside half a file.
+    write_replacing(target_dir / path.name, partial(shutil.copyfile, path))
     entry = {"file": path.name, "reason": exc.reason, "detail": exc.detail, "line": exc.line, "sha256": sha256}
-    note = {"channel": channel, "business_date": paths.business_date.isoformat(), **entry}
-    (target_dir / f"{path.name}.reason.json").write_text(json.dumps(note, indent=2, sort_keys=True) + "\n")
+    note = json.dumps({"channel": channel, "business_date": paths.business_date.isoformat(), **entry}, indent=2,
+                      sort_keys=True) + "\n"  # fmt: skip
+    write_replacing(target_dir / f"{path.name}.reason.json", lambda p: p.write_text(note))
     return entry
 
 
@@ -692,6 +698,7 @@ def finalize_day(wh: Warehouse, paths: DayPaths, channels: list[str]) -> dict[st
             assert c["rows_in"] == c["matched"] + c["pending"] + c["breaks"] + c["rejected"], (side, c)
     out = paths.day_out
     out.mkdir(parents=True, exist_ok=True)
+    sweep_stale(out)  # what a run killed mid-write left
     written = {
         "breaks.csv": out / "breaks.csv",
         "breaks.parquet": out / "breaks.parquet",
@@ -701,10 +708,16 @@ def finalize_day(wh: Warehouse, paths: DayPaths, channels: list[str]) -> dict[st
         "closed_breaks.parquet": out / "closed_breaks.parquet",
         "summary.json": out / "summary.json",
     }
+    # Each file whole or not at all (written beside it and renamed), summary.json last: a run
+    # killed between two files leaves the earlier ones complete, and its rerun rewrites them all.
     for name, frame in (("breaks", breaks), ("open_breaks", open_breaks), ("closed_breaks", closed_breaks)):
-        frame.write_csv(written[f"{name}.csv"], date_format="%Y-%m-%d")
-        frame.write_parquet(written[f"{name}.parquet"], compression="zstd", statistics=False)
-    written["summary.json"].write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+        write_replacing(written[f"{name}.csv"], partial(frame.write_csv, date_format="%Y-%m-%d"))
+        failpoints.reached(f"output:{name}.csv")
+        write_replacing(written[f"{name}.parquet"], partial(frame.write_parquet, compression="zstd", statistics=False))
+        failpoints.reached(f"output:{name}.parquet")
+    text = json.dumps(summary, indent=2) + "\n"
+    write_replacing(written["summary.json"], lambda p: p.write_text(text, encoding="utf-8"))
+    failpoints.reached("output:summary.json")
     failures, result = gates.check_outputs(summary, breaks, engine=_outputs_engine(paths.quality_engine, summary))
     if failures:
         raise AssertionError(f"the day's outputs fail the quality gate: {'; '.join(failures)}")
@@ -724,6 +737,7 @@ def finalize_day(wh: Warehouse, paths: DayPaths, channels: list[str]) -> dict[st
         closed_breaks=closed_breaks,
     ):
         written[path.name] = path
+    failpoints.reached("output:reports")
     return written
 
 
@@ -760,6 +774,7 @@ def run_day(
         # written, for the warehouse and the DAG's separate tasks); each is dropped once matched.
         held: dict[str, pl.DataFrame] = {}
         staged = prepare_day(wh, paths, rules, channels, keep=held, progress=progress)
+        failpoints.reached("staged")
         chosen = sorted(staged)
         # Smallest first: a channel's match then holds its own records and only the larger ones'
         # still waiting, so the largest is matched alone (the order changes no output).

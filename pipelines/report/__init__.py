@@ -29,13 +29,13 @@ per day, channel and currency. The same inputs give byte-identical files.
 
 from __future__ import annotations
 
-import os
 from datetime import date
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 
+from pipelines.files import write_replacing
 from pipelines.report.html import write_html
 from pipelines.report.model import BREAKS_SCHEMA, HISTORY_SCHEMA, ReportInputError, build
 from pipelines.report.xlsx import write_xlsx
@@ -46,14 +46,7 @@ __all__ = ["BREAKS_SCHEMA", "HISTORY_SCHEMA", "ReportInputError", "write_reports
 def _replace(day_dir: Path, name: str, write: Any) -> Path:
     # Written beside the target and renamed over it, so a crash never leaves half a report and a
     # rerun simply replaces the file.
-    final = day_dir / name
-    tmp = day_dir / f".{name}.tmp-{os.getpid()}"
-    try:
-        write(tmp)
-        os.replace(tmp, final)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return final
+    return write_replacing(day_dir / name, write)
 
 
 def write_reports(

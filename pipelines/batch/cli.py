@@ -132,6 +132,7 @@ def show(
         f"[bold]{break_id}[/bold] {state['kind']} on {state['channel']}: [bold]{state['status']}[/bold] since "
         f"{state['status_date']} (first seen {state['first_seen_date']}, last reported {state['last_seen_date']}); "
         f"payment_id {state['payment_id'] or '-'}, channel_txn_id {state['channel_txn_id'] or '-'}, rule {state['rule_id']}"
+        + (f"; the line's reference {state['reference']}" if state.get("reference") else "")
     )
     reports = Table(title="reported on")
     for column in ("business_date", "ours", "channel's", "delta", "currency", "age_days", "status", "action"):

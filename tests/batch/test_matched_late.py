@@ -331,6 +331,8 @@ def test_a_missing_internal_keeps_its_lines_reference_and_an_older_warehouse_sti
         run(wh, tmp_path, DAY, [], [line("P1", "T1", 10000), line("", "T2", 20000)])
         refs = dict(wh.execute("SELECT channel_txn_id, reference FROM breaks ORDER BY channel_txn_id"))
         assert refs == {"T1": "P1", "T2": ""}
+        printed = CliRunner().invoke(app, ["breaks", "show", missing_internal("T1"), "--warehouse", str(path)])
+        assert "the line's reference P1" in " ".join(printed.output.split()), printed.output
         wh.execute("ALTER TABLE breaks DROP COLUMN reference")
     with Warehouse(path) as wh:
         assert dict(wh.execute("SELECT channel_txn_id, reference FROM breaks")) == {"T1": None, "T2": None}

@@ -367,6 +367,9 @@ def run_size(
     for v in variants:
         best = min(runs[v], key=lambda r: r["wall_s"])
         best["rounds_s"] = [r["wall_s"] for r in runs[v]]
+        # The peak varies from run to run (how the staging thread's writes overlap the next step),
+        # so every round's is kept beside the fastest round's.
+        best["rounds_rss_mib"] = [r["peak_rss_mib"] for r in runs[v]]
         results.append(best)
     for r in results:
         # The 5-minute load average at the end of the size's runs: how busy the machine was meanwhile.
@@ -456,7 +459,8 @@ def write_readme(results: list[dict[str, Any]], sizes: list[int], native: bool, 
         if "steps" in r
     )
     rounds = "\n".join(
-        f"- rounds at {r['payments']:,} ({r['files']}), {r['variant']}: {r.get('rounds_s', [r['wall_s']])} s"
+        f"- rounds at {r['payments']:,} ({r['files']}), {r['variant']}: {r.get('rounds_s', [r['wall_s']])} s, "
+        f"peak RSS {r.get('rounds_rss_mib', [r['peak_rss_mib']])} MiB"
         for r in results
     )
     section = f"""## T+1 batch (bench/batch.py)
@@ -468,7 +472,8 @@ end of the runs (other work shared the machine, so absolute seconds are noisy; t
 the same run). Each variant runs in its own process on the same files of one business day from
 `bench/gen_day.py` (three payrecon_csv channels, USD/CNY/JPY, about 1% of payments with a fault);
 wall time and peak RSS are that process's. With `--repeat N` the variants run in N interleaved
-rounds and each keeps its fastest; every round's wall time is listed below the table. After each
+rounds and each keeps its fastest; every round's wall time and peak RSS are listed below the
+table. After each
 run, outside its time, its breaks are compared with the day's `truth/breaks.csv` on (kind, channel,
 payment_id, channel_txn_id): the baselines look for no DUPLICATE_PAYMENT (their join pairs both
 lines of a doubled charge with the one payment), which is what they miss.

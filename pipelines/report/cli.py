@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from datetime import date
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -31,9 +31,19 @@ def report(
         Path | None,
         typer.Option("--history", help="Parquet of breaks as reported per day (the warehouse's break_history)."),
     ] = None,
+    warehouse: Annotated[
+        Path | None,
+        typer.Option(
+            "--warehouse",
+            help="The warehouse the day was reconciled into, for the chart of earlier days "
+            "(default: warehouse.duckdb beside the day's folder, when there).",
+        ),
+    ] = None,
 ) -> None:
     """Write DAY_DIR/report.xlsx and DAY_DIR/report.html from DAY_DIR/breaks.parquet, summary.json
-    and, when there, open_breaks.parquet and closed_breaks.parquet."""
+    and, when there, open_breaks.parquet and closed_breaks.parquet; the earlier days come from
+    --history, else from the warehouse (--warehouse, or the one `payrecon recon` keeps beside the
+    day's folder): then the reports are the bytes the run wrote."""
     import polars as pl
 
     from pipelines.report import ReportInputError, write_reports
@@ -50,7 +60,7 @@ def report(
         console.print(f"[red]error:[/red] {summary_path}: not a payrecon summary ({exc})")
         raise typer.Exit(2) from None
     breaks = pl.read_parquet(breaks_path)
-    earlier = pl.read_parquet(history) if history is not None else None
+    earlier = pl.read_parquet(history) if history is not None else _history(day_dir, warehouse, business_date)
     open_path = day_dir / "open_breaks.parquet"
     open_breaks = pl.read_parquet(open_path) if open_path.is_file() else None
     closed_path = day_dir / "closed_breaks.parquet"
@@ -70,3 +80,20 @@ def report(
         raise typer.Exit(2) from None
     for path in paths:
         console.print(f"wrote {path}")
+
+
+def _history(day_dir: Path, warehouse: Path | None, business_date: date) -> Any:
+    """The breaks reported per day up to `business_date` (the report's HISTORY_SCHEMA), from the
+    warehouse named or the default one beside the day's folder; None when there is none."""
+    from connectors.warehouse import Warehouse
+
+    if warehouse is None:
+        warehouse = day_dir.resolve().parent / "warehouse.duckdb"
+        if not warehouse.is_file():
+            return None
+    elif not warehouse.is_file():
+        console.print(f"[red]error:[/red] {warehouse} does not exist")
+        raise typer.Exit(2)
+    # Opened as a run opens it: a run in progress holds it, and this waits for the run to end.
+    with Warehouse(warehouse) as wh:
+        return wh.history_summary(business_date)

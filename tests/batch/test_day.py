@@ -420,3 +420,29 @@ def test_a_channel_with_records_but_no_files_is_held_not_dropped(small_days: Pat
     assert stripe["internal"]["rows_in"] > 0
     assert stripe["internal"]["pending"] == stripe["internal"]["rows_in"]
     assert [q["reason"] for q in stripe["quarantined"]] == ["no_files"]
+
+
+def test_payrecon_report_renders_a_reconciled_day_again_to_the_runs_bytes(
+    two_days: tuple[Path, list[DayResult]], tmp_path: Path
+) -> None:
+    """`payrecon report --day-dir OUT/<date>` reads the earlier days from the warehouse beside the
+    day's folder, so the reports it writes are the bytes the run wrote, earlier-days chart included."""
+    from pipelines.cli import app
+
+    out, _ = two_days
+    copy = tmp_path / "out"
+    shutil.copytree(out / DAY2.isoformat(), copy / DAY2.isoformat())
+    shutil.copy(out / "warehouse.duckdb", copy / "warehouse.duckdb")
+    written = {name: (copy / DAY2.isoformat() / name).read_bytes() for name in ("report.xlsx", "report.html")}
+    assert b'id="chart-history"' in written["report.html"]
+    for name in written:
+        (copy / DAY2.isoformat() / name).unlink()
+    result = CliRunner().invoke(app, ["report", "--day-dir", str(copy / DAY2.isoformat())])
+    assert result.exit_code == 0, result.output
+    assert {name: (copy / DAY2.isoformat() / name).read_bytes() for name in written} == written
+    # Without a warehouse the earlier days are left out, and a warehouse named that is not there is an error.
+    (copy / "warehouse.duckdb").unlink()
+    assert CliRunner().invoke(app, ["report", "--day-dir", str(copy / DAY2.isoformat())]).exit_code == 0
+    assert b'id="chart-history"' not in (copy / DAY2.isoformat() / "report.html").read_bytes()
+    missing = ["report", "--day-dir", str(copy / DAY2.isoformat()), "--warehouse", str(copy / "nowhere.duckdb")]
+    assert CliRunner().invoke(app, missing).exit_code == 2

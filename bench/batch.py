@@ -367,8 +367,8 @@ def run_size(
     for v in variants:
         best = min(runs[v], key=lambda r: r["wall_s"])
         best["rounds_s"] = [r["wall_s"] for r in runs[v]]
-        # The peak varies from run to run (how the staging thread's writes overlap the next step),
-        # so every round's is kept beside the fastest round's.
+        # The peak varies from run to run (3,582 to 3,930 MiB at 10M payments, the cause not yet
+        # known), so every round's is kept beside the fastest round's.
         best["rounds_rss_mib"] = [r["peak_rss_mib"] for r in runs[v]]
         results.append(best)
     for r in results:

@@ -304,10 +304,10 @@ def measure(variant: str, root: Path, out: Path, rules: Path | None) -> dict[str
     }
 
 
-# Where each variant writes its breaks, and the names it gives the four columns of the truth.
+# Where each variant writes its breaks, and the column it gives a truth key another name in.
 _BREAK_FILES: dict[str, tuple[str, dict[str, str]]] = {
     "recon": (f"{DAY.isoformat()}/breaks.csv", {}),
-    "duckdb": ("breaks.csv", {"ours": "payment_id"}),
+    "duckdb": ("breaks.csv", {"payment_id": "ours"}),
     "pandas": ("breaks.csv", {}),
 }
 TRUTH_KEY = ["kind", "channel", "payment_id", "channel_txn_id"]
@@ -318,17 +318,15 @@ def against_truth(variant: str, root: Path, out: Path) -> dict[str, Any]:
     channel_txn_id): breaks found, missed and false. Checked after the timed run, outside it, with
     the csv module: the parent must not import Polars (see `_CHILD_ENV`)."""
     truth_csv = root / DAY.isoformat() / "truth" / "breaks.csv"
-    name, renames = _BREAK_FILES.get(variant, _BREAK_FILES["recon"])
+    name, columns = _BREAK_FILES.get(variant, _BREAK_FILES["recon"])
     if not truth_csv.exists() or not (out / name).exists():
         return {}
 
-    def keys(path: Path, rename: dict[str, str]) -> list[tuple[str, ...]]:
+    def keys(path: Path, column: dict[str, str]) -> list[tuple[str, ...]]:
         with open(path, newline="", encoding="utf-8") as fh:
-            rows = csv.DictReader(fh)
-            return [tuple(row[rename.get(k, k)] or "" for k in TRUTH_KEY) for row in rows]
+            return [tuple(row[column.get(k, k)] or "" for k in TRUTH_KEY) for row in csv.DictReader(fh)]
 
-    flipped = {theirs: ours for ours, theirs in renames.items()}
-    truth, found = keys(truth_csv, {}), keys(out / name, {k: flipped.get(k, k) for k in TRUTH_KEY})
+    truth, found = keys(truth_csv, {}), keys(out / name, columns)
     truth_set, found_set = set(truth), set(found)
     return {
         "breaks": len(found),

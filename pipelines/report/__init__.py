@@ -43,12 +43,6 @@ from pipelines.report.xlsx import write_xlsx
 __all__ = ["BREAKS_SCHEMA", "HISTORY_SCHEMA", "ReportInputError", "write_reports"]
 
 
-def _replace(day_dir: Path, name: str, write: Any) -> Path:
-    # Written beside the target and renamed over it, so a crash never leaves half a report and a
-    # rerun simply replaces the file.
-    return write_replacing(day_dir / name, write)
-
-
 def write_reports(
     day_dir: Path,
     *,
@@ -71,7 +65,9 @@ def write_reports(
         open_breaks=open_breaks,
         closed_breaks=closed_breaks,
     )
+    # Written beside the target and renamed over it, so a crash never leaves half a report and a
+    # rerun simply replaces the file.
     return [
-        _replace(day_dir, "report.xlsx", lambda p: write_xlsx(model, p)),
-        _replace(day_dir, "report.html", lambda p: write_html(model, p)),
+        write_replacing(day_dir / "report.xlsx", lambda p: write_xlsx(model, p)),
+        write_replacing(day_dir / "report.html", lambda p: write_html(model, p)),
     ]

@@ -16,6 +16,10 @@ time and peak RSS (`os.wait4` of that child) are its own:
 - `duckdb`: a bare DuckDB full outer join of the same CSV files on (channel, payment_id) plus a
   one-CASE classification, breaks written to CSV: the floor for "files to breaks" in DuckDB.
 - `pandas`: the obvious pandas version: read_csv, outer merge, np.select, to_csv.
+- `read`: Polars' CSV reader reads the same files, every column as text, and nothing else is
+  done: no check, no join, nothing written. Not a way to reconcile: the floor under every variant
+  here (Polars reads these files faster than DuckDB's and pandas' readers), which shows how much
+  of a target's time the reading alone takes.
 
 `--native` also times recon on a simulated day in the channels' native formats (zip/GBK, gzip,
 camt.053 XML), with parsing reported apart from matching.
@@ -251,6 +255,17 @@ def variant_pandas(root: Path, out: Path, rules: Path | None) -> dict[str, Any]:
     return {"internal_rows": len(ours), "lines": len(lines)}
 
 
+def variant_read(root: Path, out: Path, rules: Path | None) -> dict[str, Any]:
+    import polars as pl
+
+    day = root / DAY.isoformat()
+    ours = pl.read_csv(day / "internal" / "payments.csv", infer_schema=False)
+    lines = [
+        pl.read_csv(path, comment_prefix="#", infer_schema=False) for path in sorted((day / "channels").glob("*/*"))
+    ]
+    return {"internal_rows": ours.height, "lines": sum(frame.height for frame in lines)}
+
+
 def variant_recon_duckdb_gate(root: Path, out: Path, rules: Path | None) -> dict[str, Any]:
     """The same path with the quality gate forced to its DuckDB engine (what `auto` picks from 1M
     rows per table, i.e. for every file at 10M payments a day)."""
@@ -268,6 +283,7 @@ VARIANTS = {
     "recon-gate-gx": variant_recon_gx_gate,
     "duckdb": variant_duckdb,
     "pandas": variant_pandas,
+    "read": variant_read,
 }
 
 
@@ -335,7 +351,7 @@ def against_truth(variant: str, root: Path, out: Path) -> dict[str, Any]:
     }
 
 
-DEFAULT_VARIANTS = ("recon", "duckdb", "pandas")
+DEFAULT_VARIANTS = ("recon", "duckdb", "pandas", "read")
 # pandas' peak RSS per million payments a side, measured (1,349 MiB at 1M, 10,922 MiB at 10M):
 # every string cell is a Python object, and the merge copies both sides.
 PANDAS_MIB_PER_MILLION = 1_400
@@ -485,7 +501,10 @@ rounds and each keeps its fastest; every round's wall time and peak RSS are list
 table. After each
 run, outside its time, its breaks are compared with the day's `truth/breaks.csv` on (kind, channel,
 payment_id, channel_txn_id): the baselines look for no DUPLICATE_PAYMENT (their join pairs both
-lines of a doubled charge with the one payment), which is what they miss.
+lines of a doubled charge with the one payment), which is what they miss. `read` is not a
+reconciliation: Polars reads the same files, every column as text, and does nothing else; it is
+the floor under every variant (its "pandas / this" is the most any reader of these files on
+this machine could gain over pandas).
 
 {table(results)}
 

@@ -351,17 +351,22 @@ class Warehouse:
         if references is not None:
             named.append("s.reference IS NULL")
         keyed = f" AND ({' OR '.join(named)})" if named else ""
-        # The candidates from `breaks` first, then each one's latest report before the day by a
-        # join on (id, date), as open_breaks does.
+        # The candidates from `breaks` first, then each one's latest report before the day in one
+        # scan of the history: arg_max over a struct of the columns (a struct is never null, so
+        # a null payment id of the latest report stays null; arg_max skips null arguments). A
+        # break has one report a day, so the latest is one row. Two scans (the latest date, then
+        # a join on (id, date), as open_breaks does for its millions of rows) took 0.95 s against
+        # 0.70 s for four months of 110,000 breaks a day and a day's keys.
         query = f"""
             WITH candidates AS ({_OVERDUE_CANDIDATES}{keyed}),
             latest AS (
-                SELECT break_id, max(business_date) AS business_date FROM break_history
+                SELECT arg_max({{'break_id': break_id, 'payment_id': payment_id, 'channel_txn_id': channel_txn_id,
+                                 'internal_amount_minor': internal_amount_minor,
+                                 'channel_amount_minor': channel_amount_minor, 'currency': currency,
+                                 'first_seen_date': first_seen_date}}, business_date) AS report
+                FROM break_history
                 WHERE business_date < ? AND break_id IN (SELECT break_id FROM candidates) GROUP BY break_id)
-            SELECT h.break_id, h.payment_id, h.channel_txn_id, h.internal_amount_minor, h.channel_amount_minor,
-                   h.currency, h.first_seen_date
-            FROM break_history h JOIN latest USING (break_id, business_date)
-            ORDER BY h.break_id"""
+            SELECT unnest(report) FROM latest ORDER BY report.break_id"""
         d = business_date
         for (_, values), name in zip(keys, names, strict=True):
             self.con.register(name, as_arrow(pl.DataFrame({"k": values.cast(pl.String).drop_nulls().unique()})))

@@ -48,8 +48,11 @@ def brk(payment_id: str) -> dict[str, Any]:
     }
 
 
-def save(wh: Warehouse, day: date, ids: list[str], *, reconciled: bool = True) -> pl.DataFrame:
-    breaks = pl.DataFrame([brk(p) for p in ids], schema=BREAK_SCHEMA, orient="row")
+def save(
+    wh: Warehouse, day: date, ids: list[str], *, reconciled: bool = True, rows: list[dict[str, Any]] | None = None
+) -> pl.DataFrame:
+    """Save the day's breaks of `ids` (as `brk` makes them; `rows` instead, when given)."""
+    breaks = pl.DataFrame(rows if rows is not None else [brk(p) for p in ids], schema=BREAK_SCHEMA, orient="row")
     pending = pl.DataFrame(schema={c: pl.String for c in PENDING_COLUMNS}).with_columns(
         pl.col("amount_minor", "fee_minor").cast(pl.Int64),
         pl.col("created_at", "updated_at").cast(pl.Datetime("us", "UTC")),
@@ -394,6 +397,24 @@ def test_the_history_is_summed_exactly_in_duckdb(tmp_path: Path) -> None:
         summed = wh.history_summary(D4)
         assert summed.schema["amount_at_risk_minor"] == pl.Int128 and summed.schema["breaks"] == pl.Int64
         assert summed.rows() == [(D1, "alipay", "CNY", 3, 2 * big + 7), (D4, "alipay", "CNY", 1, 250)]
+
+
+def test_overdue_breaks_give_the_latest_report_before_the_day_nulls_included(tmp_path: Path) -> None:
+    """Each candidate as its latest report before the day says, a null there included (an
+    aggregate per column that skips nulls would give an earlier day's value instead)."""
+    with Warehouse(tmp_path / "w.duckdb") as wh:
+        save(wh, D1, [], rows=[{**brk("p1"), "channel_amount_minor": 90}, brk("p2")])
+        save(wh, D4, [], rows=[{**brk("p1"), "internal_amount_minor": 250}])
+
+        def amounts(day: date) -> dict[str, tuple[int | None, int | None]]:
+            got = wh.overdue_breaks(day, "alipay")
+            return {
+                r["payment_id"]: (r["internal_amount_minor"], r["channel_amount_minor"])
+                for r in got.iter_rows(named=True)
+            }
+
+        assert amounts(D4) == {"p1": (100, 90), "p2": (100, None)}  # D1's reports: D4's is the day's own
+        assert amounts(D6) == {"p1": (250, None), "p2": (100, None)}
 
 
 def test_overdue_breaks_are_chosen_by_the_days_keys_in_the_query(tmp_path: Path) -> None:

@@ -6,7 +6,8 @@ process, what a day's run does with it:
 - `open_breaks` (every break still open, all days) and writing it as open_breaks.csv and .parquet;
 - `overdue_breaks` of one channel, of each kind a late counterpart may close (the earlier
   MISSING_AT_CHANNEL breaks a late line answers, the MISSING_INTERNAL a late record of ours does),
-  every open one of the channel, and only those a day's keys name, as a run asks for them;
+  every open one of the channel, and only those a day's keys name, as a run asks for them (the
+  earlier breaks named spread over the whole history, and all from its last days);
 - the baseline: `breaks_of_day`, the day's own breaks, which is all a run read before breaks
   stayed open.
 
@@ -38,6 +39,7 @@ FIRST_DAY = date(2026, 10, 1)
 KEYS = 20_000  # a 10M-payment day has about 20,000 breaks of each missing kind
 LATE = 1_000  # of which this many answer an earlier break
 CHANNELS = ["ch0", "ch1", "ch2"]
+RECENT_DAYS = 5
 
 
 def build(wh: Warehouse, days: int, per_day: int) -> None:
@@ -86,13 +88,20 @@ def main() -> None:
                 frame.write_parquet(out / "open_breaks.parquet", compression="zstd", statistics=False)
                 return frame.height
 
-            def day_keys(prefix: str) -> pl.Series:
+            def day_keys(prefix: str, recent: bool = False) -> pl.Series:
                 # The keys of a day's breaks of the opposite kind: KEYS of them, of which LATE name
                 # an earlier break of the channel (ids 3n are ch0's, 3n+1 ch1's; a late counterpart
                 # is the exception, and half of these breaks are closed) and the rest the day's own.
+                # The earlier breaks named are spread over every day, or with `recent` over the
+                # last RECENT_DAYS only (a late line or record is usually days late, not months).
                 total = args.days * args.breaks
                 first = 0 if prefix == "P" else 1
-                earlier = [first + 3 * n for n in range(0, total // 3, total // 3 // LATE)][:LATE]
+                # The last day's breaks are the day's own, not earlier ones.
+                since = total - (RECENT_DAYS + 1) * args.breaks if recent else 0
+                until = total - args.breaks if recent else total
+                since -= since % 3
+                span = (until - since) // 3
+                earlier = [since + first + 3 * n for n in range(0, span, max(1, span // LATE))][:LATE]
                 return pl.Series([f"{prefix}{i}" for i in [*earlier, *range(total, total + KEYS - LATE)]])
 
             def history_rows() -> int:
@@ -119,6 +128,14 @@ def main() -> None:
                 (
                     f"overdue_breaks of one channel, MISSING_AT_CHANNEL, keyed by {KEYS:,} of the day's references",
                     *best_of(args.repeat, lambda: wh.overdue_breaks(day, "ch0", payment_ids=day_keys("P")).height),
+                ),
+                (
+                    f"overdue_breaks of one channel, MISSING_AT_CHANNEL, keyed by {KEYS:,} of the day's references, "
+                    f"the earlier breaks they name all from the last {RECENT_DAYS} days",
+                    *best_of(
+                        args.repeat,
+                        lambda: wh.overdue_breaks(day, "ch0", payment_ids=day_keys("P", recent=True)).height,
+                    ),
                 ),
                 (
                     f"overdue_breaks of one channel, MISSING_INTERNAL, keyed by {KEYS:,} of the day's channel ids "

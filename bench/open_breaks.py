@@ -8,6 +8,7 @@ process, what a day's run does with it:
   MISSING_AT_CHANNEL breaks a late line answers, the MISSING_INTERNAL a late record of ours does),
   every open one of the channel, and only those a day's keys name, as a run asks for them (the
   earlier breaks named spread over the whole history, and all from its last days);
+- `save_channel_day` of one channel's new day (a first run) and of the same day again (a rerun);
 - the baseline: `breaks_of_day`, the day's own breaks, which is all a run read before breaks
   stayed open.
 
@@ -31,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import polars as pl
 
-from connectors.warehouse import Warehouse
+from connectors.warehouse import OUTBOX_COLUMNS, PENDING_COLUMNS, Warehouse
 from pipelines.frames import BREAKS_SCHEMA
 from pipelines.report.model import with_amount_at_risk
 
@@ -58,6 +59,45 @@ def build(wh: Warehouse, days: int, per_day: int) -> None:
                business_date, business_date, business_date,
                CASE kind WHEN 'MISSING_INTERNAL' THEN 'R' || substr(break_id, 5) END
         FROM break_history""")
+
+
+def save_day(wh: Warehouse, day: date, n: int) -> int:
+    """Save `n` new MISSING_AT_CHANNEL breaks of ch0 for `day`, as a run persists its day."""
+    breaks = pl.DataFrame(
+        {
+            "break_id": [f"new_{day}_{i}" for i in range(n)],
+            "kind": "MISSING_AT_CHANNEL",
+            "channel": "ch0",
+            "payment_id": [f"N{day}_{i}" for i in range(n)],
+            "channel_txn_id": None,
+            "internal_amount_minor": 1000,
+            "channel_amount_minor": None,
+            "currency": "CNY",
+            "delta_minor": None,
+            "rule_id": "bench@1",
+            "trace_id": None,
+            "action": "REQUERY_CHANNEL",
+        },
+        schema_overrides={c: pl.String for c in ("channel_txn_id", "trace_id")}
+        | {c: pl.Int64 for c in ("internal_amount_minor", "channel_amount_minor", "delta_minor")},
+    )
+    pending = pl.DataFrame(schema={c: _PENDING_TYPES.get(c, pl.String()) for c in PENDING_COLUMNS})
+    outbox = pl.DataFrame(schema={c: _OUTBOX_TYPES.get(c, pl.String()) for c in OUTBOX_COLUMNS})
+    wh.save_channel_day(
+        day, "ch0", rule_ref="bench@1", breaks=breaks, pending=pending, outbox=outbox, quarantined=[], summary={},
+        reconciled=True,
+    )  # fmt: skip
+    return n
+
+
+_PENDING_TYPES: dict[str, pl.DataType] = {
+    "amount_minor": pl.Int64(), "fee_minor": pl.Int64(), "created_at": pl.Datetime("us", "UTC"),
+    "updated_at": pl.Datetime("us", "UTC"), "since_date": pl.Date(),
+}  # fmt: skip
+_OUTBOX_TYPES: dict[str, pl.DataType] = {
+    "amount_minor": pl.Int64(), "requires_approval": pl.Boolean(), "created_at": pl.Datetime("us", "UTC"),
+    "business_date": pl.Date(),
+}  # fmt: skip
 
 
 def best_of(n: int, fn: Callable[[], int]) -> tuple[float, int]:
@@ -148,6 +188,20 @@ def main() -> None:
                             ).height
                         ),
                     ),
+                ),
+            ]
+            # Last, as they add days: a channel's day saved after the history (each round a new
+            # day, a first run), and the same day saved again (a rerun, which may close breaks).
+            per_channel = args.breaks // len(CHANNELS)
+            new_days = iter(range(1, args.repeat + 1))
+            rows += [
+                (
+                    f"save_channel_day of one channel, a new day of {per_channel:,} breaks (its first run)",
+                    *best_of(args.repeat, lambda: save_day(wh, day + timedelta(days=next(new_days)), per_channel)),
+                ),
+                (
+                    "save_channel_day of the same day again (a rerun)",
+                    *best_of(args.repeat, lambda: save_day(wh, day + timedelta(days=1), per_channel)),
                 ),
             ]
     print(f"| history: {args.days} days x {args.breaks:,} breaks | rows | best of {args.repeat} s |")

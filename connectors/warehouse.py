@@ -485,17 +485,22 @@ class Warehouse:
                    WHERE break_id IN (SELECT break_id FROM day_breaks) AND status = 'CLOSED' AND status_date <= ?""",
                 [d, d],
             )
-            if reconciled:
-                for expected in ("OPEN", "REPAIRING"):
-                    self.execute(
-                        """UPDATE breaks SET status = 'CLOSED', status_date = ?
-                           WHERE channel = ? AND status = ? AND status_date <= ?
-                             AND break_id IN (SELECT break_id FROM break_history WHERE business_date = ? AND channel = ?)
-                             AND break_id NOT IN (SELECT break_id FROM day_breaks)
-                             AND break_id NOT IN (
-                                 SELECT break_id FROM break_history WHERE business_date <> ? AND channel = ?)""",
-                        [d, channel, expected, d, d, channel, d, channel],
-                    )
+            # Only a rerun can close a break for not being seen: a first run of the day has reported
+            # nothing for it yet. The statement reads every other day's reports of the channel
+            # (0.76 s at four months of 110,000 breaks a day, as two statements, one per status),
+            # which a first run, the usual one, now skips.
+            if reconciled and self.execute(
+                "SELECT EXISTS (SELECT 1 FROM break_history WHERE business_date = ? AND channel = ?)", [d, channel]
+            )[0][0]:
+                self.execute(
+                    """UPDATE breaks SET status = 'CLOSED', status_date = ?
+                       WHERE channel = ? AND status IN ('OPEN', 'REPAIRING') AND status_date <= ?
+                         AND break_id IN (SELECT break_id FROM break_history WHERE business_date = ? AND channel = ?)
+                         AND break_id NOT IN (SELECT break_id FROM day_breaks)
+                         AND break_id NOT IN (
+                             SELECT break_id FROM break_history WHERE business_date <> ? AND channel = ?)""",
+                    [d, channel, d, d, channel, d, channel],
+                )
             self.execute("DELETE FROM break_history WHERE business_date = ? AND channel = ?", [d, channel])
             # The status reported is the break's status on this day: a move dated later (by hand,
             # logged) reports what it moved from; a close dated later (a rerun of another day) OPEN.

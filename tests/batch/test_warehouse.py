@@ -126,6 +126,17 @@ def test_a_break_stays_open_and_ages_until_its_own_day_no_longer_finds_it(tmp_pa
         assert wh.count("breaks") == 2 and wh.count("break_history") == 3
 
 
+def test_a_rerun_of_a_later_day_leaves_open_a_break_its_first_day_still_reports(tmp_path: Path) -> None:
+    """A rerun reads the other days' reports of the breaks it no longer finds from their earliest
+    first-seen date on; that date itself must count (p1's other report is on it)."""
+    with Warehouse(tmp_path / "w.duckdb") as wh:
+        save(wh, D1, ["p1"])
+        save(wh, D4, ["p1", "p2"])
+        save(wh, D4, [])  # a rerun of D4 that finds neither
+        assert state(wh, "p1") == ("OPEN", D1, D1)  # D1 still reports it
+        assert state(wh, "p2") == ("CLOSED", D4, D4)  # reported for no other day
+
+
 def test_the_open_breaks_of_a_day_do_not_change_with_later_events(tmp_path: Path) -> None:
     """A break written off (or closed) on a later day is still open in an earlier day's list, so a
     rerun of that day reports the same rows."""

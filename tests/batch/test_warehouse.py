@@ -9,6 +9,8 @@ from typing import Any
 import polars as pl
 import pytest
 from frames import lines
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from connectors.warehouse import OUTBOX_COLUMNS, PENDING_COLUMNS, Warehouse
 from pipelines.records import break_id
@@ -135,6 +137,33 @@ def test_a_rerun_of_a_later_day_leaves_open_a_break_its_first_day_still_reports(
         save(wh, D4, [])  # a rerun of D4 that finds neither
         assert state(wh, "p1") == ("OPEN", D1, D1)  # D1 still reports it
         assert state(wh, "p2") == ("CLOSED", D4, D4)  # reported for no other day
+
+
+_DAYS = [D1 + timedelta(days=n) for n in range(6)]
+_RUNS = st.lists(
+    st.tuples(st.sampled_from(_DAYS), st.sets(st.sampled_from(["p1", "p2", "p3", "p4"])), st.booleans()),
+    min_size=1,
+    max_size=6,
+)
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(runs=_RUNS)
+def test_no_report_of_a_break_precedes_its_first_seen_date(tmp_path: Path, runs: list[Any]) -> None:
+    """What overdue_breaks, closed_breaks and a rerun's closing rely on to read the history only
+    from their breaks' earliest first_seen_date on: days run in any order, reruns and backfills
+    included, never leave a report of a break dated before its first_seen_date. (The date may be
+    earlier than every report left: a rerun that no longer finds a break keeps the date.)"""
+    path = tmp_path / f"w{abs(hash(repr(runs)))}.duckdb"
+    with Warehouse(path) as wh:
+        for day, ids, reconciled in runs:
+            save(wh, day, sorted(ids), reconciled=reconciled)
+            early = wh.execute(
+                """SELECT count(*) FROM break_history h JOIN breaks b USING (break_id)
+                   WHERE h.business_date < b.first_seen_date"""
+            )[0][0]
+            assert early == 0, runs
+    path.unlink()
 
 
 def test_the_open_breaks_of_a_day_do_not_change_with_later_events(tmp_path: Path) -> None:

@@ -1,16 +1,15 @@
 """Money: an integer count of minor units and an ISO 4217 currency (SPEC section 8).
 
 There is no float anywhere on a money path. Text amounts are parsed with a strict pattern sized to
-the currency's exponent: more digits than the currency allows is an error, never a rounding. Decimal
-appears only at the edges (parsing of foreign formats, display, fee rates) and under a context that
-traps inexact results.
+the currency's exponent, straight to integer minor units: more digits than the currency allows is
+an error, never a rounding. No Decimal is needed either: amounts go from text to int and back by
+their digits, and fee rates are integer parts per million, rounded half up by integer arithmetic.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from decimal import Decimal, Inexact, InvalidOperation, localcontext
 
 # ISO 4217 minor-unit exponents of the active currencies. A currency missing here is refused, never
 # guessed: add it with its exponent from the standard.
@@ -131,9 +130,6 @@ class Money:
     def __ge__(self, other: Money) -> bool:
         return self.amount_minor >= self._same(other).amount_minor
 
-    def is_zero(self) -> bool:
-        return self.amount_minor == 0
-
     # --- text ---------------------------------------------------------------------------------
     @classmethod
     def parse(cls, text: str, currency: str, *, channel: str | None = None) -> Money:
@@ -216,33 +212,6 @@ def format_amount(amount_minor: int, currency: str, *, channel: str | None = Non
         return sign + digits
     digits = digits.rjust(exp + 1, "0")
     return f"{sign}{digits[:-exp]}.{digits[-exp:]}"
-
-
-def decimal_to_minor(value: Decimal, currency: str, *, channel: str | None = None) -> int:
-    """Convert an exact Decimal in major units to minor units; an inexact result raises MoneyError."""
-    exp = exponent(currency, channel)
-    with localcontext() as ctx:
-        ctx.prec = 40
-        ctx.traps[Inexact] = True
-        try:
-            scaled = value.scaleb(exp)
-            units = scaled.to_integral_exact()
-        except (Inexact, InvalidOperation):
-            raise MoneyError("too_many_decimals", f"{value} has more decimals than {currency} allows ({exp})") from None
-    result = int(units)
-    if abs(result) > AMOUNT_MINOR_MAX:
-        raise MoneyError("overflow", f"{value} does not fit a signed 64-bit amount of {currency}")
-    return result
-
-
-def convert_minor(amount_minor: int, from_exponent: int, to_exponent: int) -> int:
-    """Re-express minor units between exponents (a provider override to ISO); inexact raises MoneyError."""
-    if to_exponent >= from_exponent:
-        return amount_minor * 10 ** (to_exponent - from_exponent)
-    q, r = divmod(amount_minor, 10 ** (from_exponent - to_exponent))
-    if r:
-        raise MoneyError("too_many_decimals", f"{amount_minor} minor units lose digits at exponent {to_exponent}")
-    return q
 
 
 # Fee rates are parts per million of the principal (6000 ppm = 0.6 %), so a contracted rate is an

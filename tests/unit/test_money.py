@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Any
 
 import polars as pl
 import pytest
@@ -16,8 +17,6 @@ from pipelines.money import (
     Money,
     MoneyError,
     contracted_fee,
-    convert_minor,
-    decimal_to_minor,
     exponent,
     format_amount,
     parse_amount,
@@ -103,27 +102,120 @@ def test_exponents_and_channel_overrides() -> None:
     assert parse_amount("1.005", "KWD") == 1005
     assert parse_amount("107,", "EUR", decimal_sep=",", allow_trailing_sep=True) == 10700
     assert parse_amount("1,234.50", "USD", allow_thousands=True) == 123450
-    assert convert_minor(12300, 2, 0) == 123
+
+
+# ISO 4217's currencies whose minor unit is not a hundredth (the standard's list, not the table's):
+# every other currency in the table must have two decimals. CLDR (babel) is no oracle here: its
+# display digits differ from ISO 4217 for IQD, AFN, IRR and ten more.
+ISO_ZERO_DECIMALS = {"BIF", "CLP", "DJF", "GNF", "ISK", "JPY", "KMF", "KRW", "PYG", "RWF", "UGX", "UYI", "VND",
+                     "VUV", "XAF", "XOF", "XPF"}  # fmt: skip
+ISO_THREE_DECIMALS = {"BHD", "IQD", "JOD", "KWD", "LYD", "OMR", "TND"}
+ISO_FOUR_DECIMALS = {"CLF", "UYW"}
+
+
+def test_the_exponent_table_is_iso_4217() -> None:
+    by_exponent: dict[int, set[str]] = {}
+    for currency, exp in CURRENCY_EXPONENTS.items():
+        by_exponent.setdefault(exp, set()).add(currency)
+    assert by_exponent.pop(0) == ISO_ZERO_DECIMALS
+    assert by_exponent.pop(3) == ISO_THREE_DECIMALS
+    assert by_exponent.pop(4) == ISO_FOUR_DECIMALS
+    assert set(by_exponent) == {2} and {"USD", "EUR", "CNY", "GBP", "HUF", "TWD"} <= by_exponent[2]
+    assert all(len(c) == 3 and c.isupper() for c in CURRENCY_EXPONENTS)
+
+
+@given(amounts, amounts, st.sampled_from(CURRENCIES))
+def test_money_orders_like_its_minor_units(a: int, b: int, currency: str) -> None:
+    x, y = Money(a, currency), Money(b, currency)
+    assert ((x < y), (x <= y), (x > y), (x >= y), (x == y)) == ((a < b), (a <= b), (a > b), (a >= b), (a == b))
+    assert (x < x, x <= x, x > x, x >= x) == (False, True, False, True)
+    assert -x == Money(-a, currency) and x - x == Money(0, currency)
+
+
+def test_the_amount_range_is_signed_64_bits_on_both_sides() -> None:
+    assert parse_amount("92233720368547758.07", "USD") == AMOUNT_MINOR_MAX
+    assert parse_amount("-92233720368547758.07", "USD") == -AMOUNT_MINOR_MAX
+    assert parse_amount(str(AMOUNT_MINOR_MAX), "JPY") == AMOUNT_MINOR_MAX == 2**63 - 1
+    for text in ("92233720368547758.08", "-92233720368547758.08", str(-AMOUNT_MINOR_MAX - 1)):
+        with pytest.raises(MoneyError) as err:
+            parse_amount(text, "JPY" if "." not in text else "USD")
+        assert err.value.reason == "overflow", text
+    assert Money(-AMOUNT_MINOR_MAX, "USD").amount_minor == -AMOUNT_MINOR_MAX
+    for value in (AMOUNT_MINOR_MAX + 1, -AMOUNT_MINOR_MAX - 1):
+        with pytest.raises(MoneyError) as err:
+            Money(value, "USD")
+        assert err.value.reason == "overflow"
+
+
+@pytest.mark.parametrize(
+    ("minor", "currency", "text"),
+    [
+        (0, "USD", "0.00"),
+        (5, "USD", "0.05"),
+        (-5, "USD", "-0.05"),
+        (-100, "USD", "-1.00"),
+        (123456, "USD", "1234.56"),
+        (0, "JPY", "0"),
+        (-123, "JPY", "-123"),
+        (1, "KWD", "0.001"),
+        (-1000, "KWD", "-1.000"),
+        (1, "CLF", "0.0001"),
+    ],
+)
+def test_amounts_are_written_with_exactly_the_currency_digits(minor: int, currency: str, text: str) -> None:
+    assert format_amount(minor, currency) == text
+    assert str(Money(minor, currency)) == f"{text} {currency}"
+
+
+@pytest.mark.parametrize(
+    ("text", "options", "minor"),
+    [
+        ("1,234,567.00", {"allow_thousands": True}, 123456700),
+        ("999.99", {"allow_thousands": True}, 99999),
+        ("107,", {"decimal_sep": ",", "allow_trailing_sep": True}, 10700),
+        ("107,5", {"decimal_sep": ","}, 10750),
+    ],
+)
+def test_separators_as_the_format_declares_them(text: str, options: dict[str, Any], minor: int) -> None:
+    assert parse_amount(text, "EUR", **options) == minor
+
+
+@pytest.mark.parametrize(
+    ("text", "options"),
+    [
+        ("1234,567.00", {"allow_thousands": True}),  # a group of four digits
+        ("12,34.00", {"allow_thousands": True}),  # a group of two
+        ("1,234,56.00", {"allow_thousands": True}),
+        ("107.", {}),  # a trailing separator only where the format writes one (MT940)
+        ("107,", {"decimal_sep": ","}),
+        ("107.5", {"decimal_sep": ","}),
+    ],
+)
+def test_separators_the_format_does_not_declare_are_refused(text: str, options: dict[str, Any]) -> None:
     with pytest.raises(MoneyError):
-        convert_minor(12345, 2, 0)
+        parse_amount(text, "EUR", **options)
 
 
-def test_decimal_edges_trap_inexact_results() -> None:
-    assert decimal_to_minor(Decimal("12.34"), "USD") == 1234
-    assert decimal_to_minor(Decimal("12.340"), "USD") == 1234
-    with pytest.raises(MoneyError):
-        decimal_to_minor(Decimal("12.345"), "USD")
-    with pytest.raises(MoneyError):
-        decimal_to_minor(Decimal("0.5"), "JPY")
-
-
-@given(st.integers(0, 10**12), st.integers(0, 1_000_000), st.integers(0, 1000))
+@given(st.integers(-(10**12), 10**12), st.integers(0, 1_000_000), st.integers(0, 1000))
 def test_contracted_fee_is_exact_half_up(amount: int, rate_ppm: int, fixed: int) -> None:
+    """On the amount's magnitude: a refund of 10.00 costs the fee a payment of 10.00 does."""
     fee = contracted_fee(amount, rate_ppm, fixed_minor=fixed)
-    exact = Decimal(amount) * Decimal(rate_ppm) / Decimal(1_000_000)
+    exact = Decimal(abs(amount)) * Decimal(rate_ppm) / Decimal(1_000_000)
     floor = int(exact)
     expected = floor + (1 if exact - floor >= Decimal("0.5") else 0) + fixed
     assert fee == expected >= 0
+
+
+def test_contracted_fee_clamps_and_takes_ints_only() -> None:
+    assert contracted_fee(10_000, 6_000) == 60  # 0.6 % of 100.00
+    assert contracted_fee(10_000, 6_000, min_minor=100) == 100
+    assert contracted_fee(10_000, 6_000, max_minor=50) == 50
+    assert contracted_fee(10_000, 6_000, fixed_minor=30, min_minor=10, max_minor=200) == 90
+    assert contracted_fee(83, 6_000) == 0 and contracted_fee(84, 6_000) == 1  # 0.498 down, 0.504 up
+    for args, kwargs in (((10.0, 6_000), {}), ((10_000, 0.006), {}), ((10_000, 6_000), {"fixed_minor": 0.5})):
+        with pytest.raises(MoneyError) as err:
+            contracted_fee(*args, **kwargs)  # type: ignore[arg-type]
+        assert err.value.reason == "not_integer_minor_units"
 
 
 @settings(max_examples=200)

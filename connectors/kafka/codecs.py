@@ -324,7 +324,9 @@ def parse_source(value: bytes) -> str:
     """A SOURCE_HEADER value checked: "N/COUNT" with 0 <= N < COUNT. Raises DecodeError."""
     text = value.decode("utf-8", "replace")
     index, sep, count = text.partition("/")
-    if not (sep and index.isdigit() and count.isdigit() and int(index) < int(count)):
+    # ASCII digits only: str.isdigit() takes '²', which int() then refuses with a ValueError, not
+    # the DecodeError that sends a poison record to the dead-letter topic.
+    if not (sep and text.isascii() and index.isdigit() and count.isdigit() and int(index) < int(count)):
         raise DecodeError("bad_source_header", f"{SOURCE_HEADER}={text!r} is not N/COUNT")
     return text
 

@@ -9,7 +9,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 from stream_helpers import callback, event
 
-from connectors.kafka.codecs import DecodeError, Tick, decode_channel_callback, decode_payment_event, encode_tick
+from connectors.kafka.codecs import (
+    DecodeError,
+    Tick,
+    decode_channel_callback,
+    decode_payment_event,
+    encode_tick,
+    parse_source,
+)
 from pipelines.records import PaymentStatus, to_dict
 
 
@@ -114,3 +121,17 @@ def test_the_fast_paths_decode_and_refuse_exactly_as_the_strict_decoder(monkeypa
     strict = [_outcome(decode, raw) for decode, raw in variants]
     assert fast == strict
     assert {o[0] for o in fast} == {"ok", "refused"}
+
+
+@pytest.mark.parametrize("value", [b"0/2", b"1/2", b"3/12"])
+def test_a_source_header_is_read(value: bytes) -> None:
+    assert parse_source(value) == value.decode()
+
+
+@pytest.mark.parametrize("value", ["²/5", "0/²", "٣/5", "１/5", "2/2", "x/2", "1", "", "/", "-1/2"])
+def test_a_bad_source_header_is_a_decode_error_never_another_exception(value: str) -> None:
+    """'²' passes str.isdigit() and int() refuses it with a ValueError: the header must still give
+    the DecodeError that sends the record to the dead-letter topic."""
+    with pytest.raises(DecodeError) as err:
+        parse_source(value.encode())
+    assert err.value.reason == "bad_source_header"

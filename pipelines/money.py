@@ -144,8 +144,8 @@ class Money:
         return f"{self.to_text()} {self.currency}"
 
 
-_AMOUNT_RE = re.compile(r"^(?P<sign>[+-]?)(?P<int>\d+)(?:\.(?P<frac>\d+))?$")
-_AMOUNT_THOUSANDS_RE = re.compile(r"^(?P<sign>[+-]?)(?P<int>\d{1,3}(?:,\d{3})+|\d+)(?:\.(?P<frac>\d+))?$")
+_AMOUNT_RE = re.compile(r"^(?P<sign>[+-]?)(?P<int>[0-9]+)(?:\.(?P<frac>[0-9]+))?$")
+_AMOUNT_THOUSANDS_RE = re.compile(r"^(?P<sign>[+-]?)(?P<int>[0-9]{1,3}(?:,[0-9]{3})+|[0-9]+)(?:\.(?P<frac>[0-9]+))?$")
 
 
 def parse_amount(

@@ -21,36 +21,32 @@ def parse_amount_column(
     starts with `row N` (0-based index into `values`).
     """
     text = values.cast(pl.String).str.strip_chars()
-    pattern = r"^[+-]?\d+$" if exp == 0 else rf"^[+-]?\d+(\.\d{{1,{exp}}})?$"
-    ok = text.str.contains(pattern)
-    if allow_empty:
-        ok = ok | (text == "") | text.is_null()
-    else:
-        ok = ok.fill_null(False)
-    # Digits beyond 18 cannot fit Int64 whatever they say; reject before the cast can wrap.
-    ok = ok & (text.str.replace_all(r"[^0-9]", "").str.len_chars().fill_null(0) <= 19)
-    bad = (~ok).arg_true()
-    if len(bad):
-        row = int(bad[0])
-        cell = text[row]
-        try:
-            parse_amount(cell if cell is not None else "", currency, channel=channel)
-        except MoneyError as exc:
-            raise MoneyError(exc.reason, f"row {row}: {exc.detail}") from None
-        raise MoneyError("malformed_amount", f"row {row}: {cell!r} is not a plain decimal amount")
+    pattern = r"^[+-]?[0-9]+$" if exp == 0 else rf"^[+-]?[0-9]+(\.[0-9]{{1,{exp}}})?$"
+    well_formed = text.str.contains(pattern).fill_null(False)
     parts = text.str.split_exact(".", 1)
-    whole = parts.struct.field("field_0")
-    frac = parts.struct.field("field_1").fill_null("")
-    frame = pl.DataFrame({"whole": whole, "frac": frac})
+    frame = pl.DataFrame({"whole": parts.struct.field("field_0"), "frac": parts.struct.field("field_1").fill_null("")})
     digits = frame.select(
         (pl.col("whole").str.replace(r"^[+-]", "") + pl.col("frac").str.pad_end(exp, "0")).alias("digits"),
         pl.col("whole").str.starts_with("-").alias("negative"),
     )
     magnitude = digits["digits"].cast(pl.UInt64, strict=False)
-    too_big = (magnitude > AMOUNT_MINOR_MAX).fill_null(False)
-    if too_big.any():
-        row = int(too_big.arg_true()[0])
-        raise MoneyError("overflow", f"row {row}: {text[row]!r} does not fit a signed 64-bit amount")
+    # A well-formed cell beyond 64 bits: over the maximum, or too long for the cast at all (null),
+    # which a 16-digit amount is once padded to a four-decimal currency's minor units.
+    overflow = well_formed & (magnitude > AMOUNT_MINOR_MAX).fill_null(True)
+    ok = well_formed & ~overflow
+    if allow_empty:
+        ok = ok | text.is_null() | (text == "")
+    bad = (~ok.fill_null(False)).arg_true()
+    if len(bad):
+        row = int(bad[0])
+        cell = text[row]
+        if overflow[row]:
+            raise MoneyError("overflow", f"row {row}: {cell!r} does not fit a signed 64-bit amount")
+        try:
+            parse_amount(cell if cell is not None else "", currency, channel=channel)
+        except MoneyError as exc:
+            raise MoneyError(exc.reason, f"row {row}: {exc.detail}") from None
+        raise MoneyError("malformed_amount", f"row {row}: {cell!r} is not a plain decimal amount")
     result = (
         pl.DataFrame({"m": magnitude, "neg": digits["negative"]})
         .select(pl.when(pl.col("neg")).then(-pl.col("m").cast(pl.Int64)).otherwise(pl.col("m").cast(pl.Int64)))

@@ -83,12 +83,14 @@ MERCHANT_HEADER = (
 )  # fmt: skip
 BIZ_TYPES = {"交易": LineType.PAYMENT, "退款": LineType.REFUND, "转账": LineType.PAYOUT}
 STATUS_OF = {"交易": "TRADE_SUCCESS", "退款": "REFUND_SUCCESS", "转账": "TRANSFER_SUCCESS"}
-TOTAL_RE = re.compile(r"^#(交易|退款)合计：(\d+)笔，商家实收共(-?\d+(?:\.\d+)?)元，商家优惠共(-?\d+(?:\.\d+)?)元$")
+TOTAL_RE = re.compile(
+    r"^#(交易|退款)合计：([0-9]+)笔，商家实收共(-?[0-9]+(?:\.[0-9]+)?)元，商家优惠共(-?[0-9]+(?:\.[0-9]+)?)元$"
+)
 
 PERSONAL_HEADER = ("交易时间", "交易分类", "交易对方", "对方账号", "商品说明", "收/支", "金额", "收/付款方式", "交易状态",
                    "交易订单号", "商家订单号", "备注")  # fmt: skip
-PERSONAL_COUNT_RE = re.compile(r"^共(\d+)笔记录$")
-PERSONAL_TOTAL_RE = re.compile(r"^(收入|支出|不计收支)：(\d+)笔 (-?\d+(?:\.\d+)?)元$")
+PERSONAL_COUNT_RE = re.compile(r"^共([0-9]+)笔记录$")
+PERSONAL_TOTAL_RE = re.compile(r"^(收入|支出|不计收支)：([0-9]+)笔 (-?[0-9]+(?:\.[0-9]+)?)元$")
 
 
 @dataclass

@@ -108,7 +108,7 @@ def records(path: Path, text: str) -> list[Record]:
 
 def _int(path: Path, text: str, line: int, what: str) -> int:
     t = text.strip()
-    if not re.fullmatch(r"[+-]?\d+", t):
+    if not re.fullmatch(r"[+-]?[0-9]+", t):
         reason = "thousands_separator" if "," in t else "too_many_decimals" if "." in t else "malformed_amount"
         raise refuse(path, line, reason if t else "empty_amount", f"{what} {text!r} is not whole minor units")
     value = int(t)

@@ -38,13 +38,13 @@ from pipelines.money import MoneyError, parse_amount
 from pipelines.records import LineType
 
 NAME = "mt940"
-TAG_RE = re.compile(r"^:(\d\d[A-Z]?):")
-BALANCE_RE = re.compile(r"^(?P<mark>[CD])(?P<date>\d{6})(?P<cur>[A-Z]{3})(?P<amount>\d[\d,]*)$")
+TAG_RE = re.compile(r"^:([0-9][0-9][A-Z]?):")
+BALANCE_RE = re.compile(r"^(?P<mark>[CD])(?P<date>[0-9]{6})(?P<cur>[A-Z]{3})(?P<amount>[0-9][0-9,]*)$")
 LINE_RE = re.compile(
-    r"^(?P<vdate>\d{6})(?P<edate>\d{4})?(?P<mark>RC|RD|EC|ED|C|D)(?P<funds>[A-Z])?(?P<amount>\d[\d]*,\d*)"
+    r"^(?P<vdate>[0-9]{6})(?P<edate>[0-9]{4})?(?P<mark>RC|RD|EC|ED|C|D)(?P<funds>[A-Z])?(?P<amount>[0-9][0-9]*,[0-9]*)"
     r"(?P<type>[NSF])(?P<code>[A-Z0-9]{3})(?P<ref>.*?)(?://(?P<bankref>.*))?$"
 )
-SUMMARY_RE = re.compile(r"^(?P<count>\d+)(?P<cur>[A-Z]{3})(?P<amount>\d[\d,]*)$")
+SUMMARY_RE = re.compile(r"^(?P<count>[0-9]+)(?P<cur>[A-Z]{3})(?P<amount>[0-9][0-9,]*)$")
 EREF_RE = re.compile(r"EREF\+(.*?)(?=(?:KREF|MREF|CRED|DEBT|SVWZ|ABWA|ABWE|IBAN|BIC|PURP)\+|$)")
 KEYWORD_RE = re.compile(r"^(?:EREF|KREF|MREF|CRED|DEBT|SVWZ|ABWA|ABWE|IBAN|BIC|PURP)\+")
 _CONTROL = re.compile(r"[\x00\x02\x04-\x08\x0b\x0c\x0e-\x1f\x7f]")
@@ -229,7 +229,7 @@ def _payment_id(entry: Entry) -> str | None:
     if "?2" in info:
         # SEPA structured :86: spreads the purpose over ?20..?29, 27 characters each; an EREF+
         # value continues into the next subfield only when its own is full.
-        subfields = re.findall(r"\?2\d([^?]*)", info)
+        subfields = re.findall(r"\?2[0-9]([^?]*)", info)
         for i, sub in enumerate(subfields):
             if sub.startswith("EREF+"):
                 ref = sub[5:]

@@ -37,7 +37,7 @@ from pipelines.records import LineType
 
 NAME = "ofx"
 FIELD_RE = re.compile(r"<(?P<tag>[A-Z0-9.]+)>(?P<value>[^<\r\n]*)")
-DATE_RE = re.compile(r"^(\d{8})(\d{6})?(?:\.\d+)?(?:\[([+-]?\d+(?:\.\d+)?)(?::[A-Za-z]+)?\])?$")
+DATE_RE = re.compile(r"^([0-9]{8})([0-9]{6})?(?:\.[0-9]+)?(?:\[([+-]?[0-9]+(?:\.[0-9]+)?)(?::[A-Za-z]+)?\])?$")
 CHARSETS = {"1252": "cp1252", "NONE": "ascii", "UTF-8": "utf-8", "ISO-8859-1": "latin-1"}
 
 

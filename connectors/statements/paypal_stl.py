@@ -147,7 +147,7 @@ def _line_type(tcode: pl.Series, credit: pl.Series) -> pl.Series:
 def _units(path: Path, values: pl.Series, line_nos: pl.Series, column: str, *, allow_empty: bool = False) -> pl.Series:
     """Unsigned digit strings (the file's hundredths) to Int64; the first bad cell refuses the file."""
     text = values.fill_null("").str.strip_chars()
-    ok = text.str.contains(r"^\d+$")
+    ok = text.str.contains(r"^[0-9]+$")
     if allow_empty:
         ok = ok | (text == "")
     if len(bad := (~ok).arg_true()):

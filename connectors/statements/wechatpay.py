@@ -114,7 +114,7 @@ def _fee_to_currency(path: Path, values: pl.Series, line_nos: pl.Series, exp: in
     """Drop the zero sub-minor digits of a 5-decimal fee ("0.06000" -> "0.06"); refuse a fee whose
     sub-minor digits are not zero (`inexact_fee`), never rounding it."""
     extra = FEE_DECIMALS - exp
-    pattern = rf"^([+-]?\d+)\.(\d{{{exp}}})(\d{{{extra}}})$"
+    pattern = rf"^([+-]?[0-9]+)\.([0-9]{{{exp}}})([0-9]{{{extra}}})$"
     has5 = values.str.contains(pattern)
     tail = values.str.extract(pattern, 3)
     inexact = (has5 & (tail.str.strip_chars("0") != "")).fill_null(False).arg_true()

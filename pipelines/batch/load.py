@@ -48,7 +48,7 @@ def _first_bad(ok: pl.Series) -> int | None:
 _TS_FAST = "%Y-%m-%dT%H:%M:%S.%3fZ"
 _TS_FORMAT = "%Y-%m-%dT%H:%M:%S%.fZ"
 _REQUIRED = ("payment_id", "biz_type", "channel", "amount_minor", "currency", "status", "created_at")
-_AMOUNT_RE = r"^\d{1,19}$"
+_AMOUNT_RE = r"^[0-9]{1,19}$"
 
 
 def _timestamp_expr(column: str, *, strip: bool = False, infer: bool = False, fmt: str = _TS_FORMAT) -> pl.Expr:

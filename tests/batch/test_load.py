@@ -112,6 +112,10 @@ def test_the_fixed_width_parser_reads_no_timestamp_differently(values: list[str]
         (GOOD.replace("10050", "-5"), "bad_amount"),
         (GOOD.replace("10050", "99999999999999999999"), "bad_amount"),
         (GOOD.replace("10050", "9223372036854775808"), "overflow"),
+        # Digits other than ASCII: the regex's \d took them and the cast made the amount null, loaded.
+        (GOOD.replace("10050", "１００５０"), "bad_amount"),  # fullwidth, as a Chinese spreadsheet writes
+        (GOOD.replace("10050", "١٠٠٥٠"), "bad_amount"),  # Arabic-Indic
+        (GOOD.replace("10050", "1005０"), "bad_amount"),
         (GOOD.replace("SUCCEEDED", "DONE"), "bad_status"),
         (GOOD.replace(",PAY,", ",PAYMENT,"), "bad_biz_type"),
         (GOOD.replace("CNY", "XYZ"), "bad_currency"),

@@ -4,7 +4,11 @@ of quarantining the one file."""
 
 from __future__ import annotations
 
+import gzip
+import io
 import tempfile
+import zipfile
+from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -15,6 +19,7 @@ from hypothesis import strategies as st
 
 from connectors.statements import StatementError, get_format
 from pipelines.matching.rules import RULES_DIR, Rule, rule_for
+from pipelines.money import format_amount
 from pipelines.records import LineType, StatementLine
 
 DAY = date(2026, 11, 2)
@@ -91,3 +96,58 @@ def test_a_count_is_ascii_digits_only() -> None:
     assert [whole_number(t) for t in ("0", "42", "4²", "٣", "", " 4", "-1", "4\x1c")] == [
         0, 42, None, None, None, None, None, None,
     ]  # fmt: skip
+
+
+def _rewrite_text(path: Path, change: Callable[[str], str]) -> None:
+    """Apply `change` to the text a written file holds (inside its gzip or zip, in its encoding)."""
+
+    def changed(raw: bytes) -> bytes:
+        for encoding in ("utf-8", "gbk"):
+            try:
+                text = raw.decode(encoding)
+            except UnicodeDecodeError:
+                continue
+            return change(text).encode(encoding)
+        raise AssertionError(f"{path.name}: neither UTF-8 nor GBK")
+
+    data = path.read_bytes()
+    if path.name.endswith(".gz"):
+        path.write_bytes(gzip.compress(changed(gzip.decompress(data))))
+    elif path.name.endswith(".zip"):
+        out = io.BytesIO()
+        with zipfile.ZipFile(io.BytesIO(data)) as src, zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as dst:
+            for info in src.infolist():
+                dst.writestr(info, changed(src.read(info)))
+        path.write_bytes(out.getvalue())
+    else:
+        path.write_bytes(changed(data))
+
+
+@pytest.mark.parametrize("fmt", sorted(CHANNELS))
+@pytest.mark.parametrize("digit", ["１", "١"], ids=["fullwidth", "arabic-indic"])
+def test_an_amount_in_other_digits_refuses_the_file(tmp_path: Path, fmt: str, digit: str) -> None:
+    """The first line's gross (123.45, or 12345 where the file writes minor units or the currency
+    has no decimals; no other amount of the file has those digits) with its first digit written in
+    another script: int() would read it and
+    a regex's \\d match it, and the column parsers made such a cell a null amount, loaded."""
+    channel, rules_dir = CHANNELS[fmt]
+    rule = rule_for(channel, rules_dir)
+    write = get_format(fmt).write
+    assert write is not None
+    (path,) = write(_lines(rule), tmp_path, rule=rule, business_date=DAY)[:1]
+    done: list[str] = []
+
+    def change(text: str) -> str:
+        for amount in (format_amount(12_345, rule.currency), "12345"):
+            if not done and amount in text:
+                done.append(amount)
+                return text.replace(amount, digit + amount[1:])  # every column that holds it
+        return text
+
+    if digit == "١" and fmt == "alipay":
+        pytest.skip("GBK has no Arabic-Indic digits")
+    _rewrite_text(path, change)
+    assert done, f"no amount 123.45 or 12345 in the {fmt} file"
+    with pytest.raises(StatementError) as err:
+        get_format(fmt).parse(path, channel=channel, business_date=DAY)
+    assert err.value.line >= 1 and err.value.reason, err.value

@@ -72,6 +72,56 @@ def test_more_decimals_than_the_currency_allows_is_refused(currency: str, whole:
     assert err.value.reason == "too_many_decimals"
 
 
+@pytest.mark.parametrize("text", ["１２.５０", "١٢", "12.٥0", "1２", "²", "12.3４"])
+def test_only_ascii_digits_are_digits(text: str) -> None:
+    """int() reads '١٢' and '１２' as 12 and a regex's \\d matches them: an amount in any other
+    digits is malformed, never read, in the scalar parser and the column parser alike."""
+    with pytest.raises(MoneyError) as err:
+        parse_amount(text, "USD")
+    assert err.value.reason == "malformed_amount"
+    with pytest.raises(MoneyError) as err:
+        parse_amount_column(pl.Series("a", ["1.00", text]), 2, currency="USD")
+    assert err.value.reason == "malformed_amount" and err.value.detail.startswith("row 1:")
+
+
+# Cells near an amount: digits of several scripts, signs, separators, blanks, long runs.
+amount_cells = st.one_of(
+    st.text(alphabet="0123456789.+-, \t１٣e", max_size=24),
+    st.integers(-(10**21), 10**21).map(str),
+    st.builds(lambda whole, frac: f"{whole}.{frac}", st.integers(0, 10**6), st.text("0123456789", max_size=5)),
+    st.none(),
+)
+
+
+@settings(max_examples=400)
+@given(st.sampled_from(["USD", "JPY", "KWD", "CLF"]), st.lists(amount_cells, min_size=1, max_size=6), st.booleans())
+def test_the_column_parser_accepts_exactly_what_the_scalar_parser_does(
+    currency: str, cells: list[str | None], allow_empty: bool
+) -> None:
+    """The same values, or the same refusal at the same first row with the same reason."""
+    want: list[int | None] = []
+    refusal: tuple[int, str] | None = None
+    for row, cell in enumerate(cells):
+        if allow_empty and (cell is None or cell.strip() == ""):
+            want.append(None)
+            continue
+        try:
+            want.append(parse_amount(cell or "", currency))
+        except MoneyError as exc:
+            refusal = (row, exc.reason)
+            break
+    column = pl.Series("a", cells, dtype=pl.String)
+    if refusal is None:
+        assert (
+            parse_amount_column(column, exponent(currency), currency=currency, allow_empty=allow_empty).to_list()
+            == want
+        )
+    else:
+        with pytest.raises(MoneyError) as err:
+            parse_amount_column(column, exponent(currency), currency=currency, allow_empty=allow_empty)
+        assert (err.value.reason, err.value.detail.split(":")[0]) == (refusal[1], f"row {refusal[0]}")
+
+
 @pytest.mark.parametrize(
     ("text", "currency", "reason"),
     [

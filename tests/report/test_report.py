@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from report_fixtures import CHANNELS, DAY, breaks_frame, history_frame, open_frame, summary_for
 from report_xlsx_reader import Workbook
 
+from pipelines.frames import CLOSED_BREAKS_SCHEMA
 from pipelines.records import BreakKind
 from pipelines.report import ReportInputError, write_reports
 from pipelines.report.model import (
@@ -21,6 +22,7 @@ from pipelines.report.model import (
     amount_text,
     bucket_expr,
     bucket_of,
+    build,
     grouped,
     with_amount_at_risk,
 )
@@ -71,6 +73,11 @@ def test_bucket_expression_agrees_with_bucket_of(age: int) -> None:
 
 def test_bucket_edges() -> None:
     assert [bucket_of(a) for a in (0, 1, 2, 3, 4, 7, 8, 30, 31, 400)] == [0, 0, 1, 1, 2, 2, 3, 3, 4, 4]
+    # The labels finance reads say the bounds the code uses (the issue's 0-1, 2-3, 4-7, 8-30, over 30).
+    assert [label for label, _, _ in AGING_BUCKETS] == ["0-1", "2-3", "4-7", "8-30", "over 30"]
+    assert all(
+        label == (f"{low}-{high}" if high is not None else f"over {low - 1}") for label, low, high in AGING_BUCKETS
+    )
 
 
 def test_workbook_has_summary_one_sheet_per_kind_and_aging(tmp_path: Path) -> None:
@@ -362,3 +369,64 @@ def test_a_history_summarised_beforehand_gives_the_same_bytes(tmp_path: Path) ->
     assert [p.read_bytes() for p in a] == [p.read_bytes() for p in b]
     with pytest.raises(ReportInputError, match="amount_at_risk_minor"):
         _write(tmp_path / "float", history=summed.with_columns(pl.col("amount_at_risk_minor").cast(pl.Float64)))
+
+
+def _two_per_kind() -> pl.DataFrame:
+    """breaks_frame() with a second, older break of every kind on stripe, and a closed copy."""
+    base = breaks_frame()
+    older = base.filter(pl.col("channel") == "stripe").with_columns(
+        (pl.col("break_id") + "-older").alias("break_id"), (pl.col("age_days") + 5).alias("age_days")
+    )
+    return pl.concat([base, older])
+
+
+def test_the_tables_come_in_the_order_finance_reads_them() -> None:
+    breaks = _two_per_kind()
+    closed = breaks.with_columns(
+        pl.lit("CLOSED").alias("status"),
+        pl.lit("late_line").alias("closed_by"),
+        pl.col("channel_txn_id").alias("closed_with"),
+    ).select(list(CLOSED_BREAKS_SCHEMA))
+    model = build(
+        business_date=DAY, breaks=breaks, summary=summary_for(breaks), history=None, open_breaks=open_frame(),
+        closed_breaks=closed,
+    )  # fmt: skip
+    # The day's breaks: by channel and kind, the oldest first.
+    rows = model.breaks.select("channel", "kind", "age_days", "break_id").rows()
+    assert rows == sorted(rows, key=lambda r: (r[0], r[1], -r[2], r[3]))
+    # Every open break: the oldest first, then by currency, the largest amount at risk first.
+    assert model.open_breaks is not None and model.closed_breaks is not None
+    rows = model.open_breaks.select("age_days", "currency", "at_risk_minor", "break_id").rows()
+    assert rows == sorted(rows, key=lambda r: (-r[0], r[1], -r[2], r[3]))
+    # The day's closed breaks: by currency, the largest amount that was at risk first.
+    rows = model.closed_breaks.select("currency", "at_risk_minor", "break_id").rows()
+    assert rows == sorted(rows, key=lambda r: (r[0], -r[1], r[2]))
+    assert len({r[1] for r in rows}) > 2  # amounts that differ, so the order is seen
+
+
+@pytest.mark.parametrize("age", [None, -1])
+def test_a_break_without_a_sound_age_is_refused(age: int | None) -> None:
+    breaks = breaks_frame()
+    bad = breaks.with_columns(
+        pl.when(pl.int_range(pl.len()) == 3).then(pl.lit(age, dtype=pl.Int64)).otherwise("age_days").alias("age_days")
+    )
+    with pytest.raises(ReportInputError, match="age_days"):
+        build(business_date=DAY, breaks=bad, summary=summary_for(breaks), history=None)
+
+
+@pytest.mark.parametrize("summed", [False, True], ids=["rows", "summed"])
+def test_the_history_runs_to_the_day_itself_and_no_later(summed: bool) -> None:
+    """A warehouse read again after later days ran holds rows past the report's day."""
+    day_rows = breaks_frame()
+    later = day_rows.with_columns(pl.lit(DAY + timedelta(days=1)).alias("business_date"))
+    history = pl.concat([history_frame(), day_rows, later])
+    if summed:
+        history = build(business_date=DAY + timedelta(days=1), breaks=day_rows, history=history,
+                        summary={**summary_for(day_rows), "business_date": (DAY + timedelta(days=1)).isoformat()}).history  # fmt: skip
+        assert history is not None
+    model = build(business_date=DAY, breaks=day_rows, summary=summary_for(day_rows), history=history)
+    assert model.history is not None
+    days = model.history["business_date"].unique().sort().to_list()
+    assert days[-1] == DAY and len(days) == 8
+    on_the_day = model.history.filter(pl.col("business_date") == DAY)["breaks"].sum()
+    assert on_the_day == day_rows.height

@@ -251,3 +251,36 @@ def test_alipay_gbk_bill_read_as_utf8_is_refused(tmp_path: Path) -> None:
     utf8 = _put(tmp_path, "bill.csv", gbk.decode("gbk").encode("utf-8"))  # the same bill, wrongly re-encoded
     err = _refused("alipay", utf8)
     assert err.reason in ("encoding", "bad_header")
+
+
+def _zip(members: dict[str, bytes], *, gbk_names: bool = False) -> bytes:
+    """A zip of `members`; with `gbk_names`, the names are written in GBK without the UTF-8 flag,
+    as Chinese tools write them (zipfile itself would write UTF-8 and flag it)."""
+    placeholders = {name: f"n{i}".ljust(len(name.encode("gbk")), "_") for i, name in enumerate(members)}
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, data in members.items():
+            zf.writestr(placeholders[name] if gbk_names else name, data)
+    raw = out.getvalue()
+    if gbk_names:
+        for name, placeholder in placeholders.items():
+            assert raw.count(placeholder.encode()) == 2  # the local header and the central directory
+            raw = raw.replace(placeholder.encode(), name.encode("gbk"))
+    return raw
+
+
+def test_an_alipay_archive_gives_its_details_not_its_summary(tmp_path: Path) -> None:
+    from connectors.statements._common import unzip_member
+
+    details, summary = "2088000000000001_20261102_业务明细.csv", "2088000000000001_20261102_业务明细(汇总).csv"
+    for gbk_names in (True, False):
+        data = _zip({summary: b"summary", details: b"details"}, gbk_names=gbk_names)
+        assert unzip_member(tmp_path / "a.zip", data, prefer=lambda n: "汇总" not in n) == (details, b"details")
+    # A folder named like a member is no member; a member of another kind is not read.
+    data = _zip({"bill.csv/": b"", "bill.csv": b"rows", "readme.txt": b"x"})
+    assert unzip_member(tmp_path / "b.zip", data) == ("bill.csv", b"rows")
+    # Two candidates that nothing tells apart: refused, naming what the archive holds.
+    for prefer in (None, lambda n: "nothing" in n):
+        with pytest.raises(StatementError) as err:
+            unzip_member(tmp_path / "c.zip", _zip({"a.csv": b"1", "b.csv": b"2"}), prefer=prefer)
+        assert err.value.reason == "bad_archive" and "a.csv" in str(err.value)

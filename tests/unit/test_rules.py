@@ -37,6 +37,14 @@ def _line_of(text: str, key: str) -> int:
         ("amount_tolerance_minor: 0", "amount_tolerance_minor: -1", "amount_tolerance_minor", "greater than"),
         ("amount_tolerance_minor: 0", "amount_tolerance_minor: 0.5", "amount_tolerance_minor", "integer"),
         ("TRADE_CLOSED: CLOSED", "TRADE_CLOSED: GONE", "status_map.TRADE_CLOSED", "CREATED"),
+        # Inside lists: a key of the second contracted rate, and the rate itself not a mapping.
+        (
+            "- {biz_type: TOPUP, rate_ppm: 6000}",
+            "- {biz_type: TOPUPS, rate_ppm: 6000}",
+            "fees.contracted.1.biz_type",
+            "PAY",
+        ),
+        ("- {biz_type: TOPUP, rate_ppm: 6000}", "- 6000", "fees.contracted.1", "dictionary"),
     ],
 )
 def test_invalid_rule_names_path_line_and_key(old: str, new: str, key: str, reason_part: str) -> None:
@@ -46,7 +54,7 @@ def test_invalid_rule_names_path_line_and_key(old: str, new: str, key: str, reas
         parse_rule(text, "rules/alipay.yaml")
     e = err.value
     assert e.path == "rules/alipay.yaml" and e.key == key
-    assert e.line == _line_of(text, new.split(":")[0].strip())
+    assert e.line == _line_of(text, new)
     assert reason_part in e.reason
     assert str(e).startswith(f"rules/alipay.yaml:{e.line}: {key}:")
 

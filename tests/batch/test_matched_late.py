@@ -99,6 +99,10 @@ def test_a_late_line_closes_the_break_it_answers_and_a_rerun_without_it_reopens_
         assert day3["channel"] == {"rows_in": 4, "matched": 2, "pending": 0, "breaks": 2, "rejected": 0}
         stored = wh.run_summary(D2, "alipay")
         assert stored is not None and stored["carry_forward"]["breaks_matched_late"] == 2
+        # Lines that answer a break are not records carried forward: those counts stay as they were.
+        assert {k: stored["carry_forward"][k] for k in ("pending_in", "matched_from_previous", "expired_to_breaks")} == {
+            "pending_in": 0, "matched_from_previous": 0, "expired_to_breaks": 0,
+        }  # fmt: skip
         assert status(wh, missing_at_channel("P1")) == ("CLOSED", D2)
         assert status(wh, missing_at_channel("P3")) == ("CLOSED", D2)
         assert status(wh, missing_at_channel("P2")) == ("OPEN", DAY)

@@ -72,11 +72,43 @@ def test_a_booked_at_in_another_iso_form_is_still_read(tmp_path: Path) -> None:
         (_text([ROWS[0], ROWS[1].replace("2026-11-02T00:00:08Z", "soon")]), "bad_timestamp", 3),
         (_text([ROWS[0], ROWS[1].replace(",2026-11-02,", ",2026-13-01,")]), "bad_timestamp", 3),
         (_text([ROWS[0], ROWS[1].replace("24.85", "24.86")], "#TOTAL,2,125.00,0.75,124.26"), "net_mismatch", 3),
+        # Amounts past 64 bits: the canonical form's fast conversion stops at 18 digits, the rest
+        # goes to the general parser, which names the cell.
+        (_text([ROWS[0], ROWS[1].replace("25.00", "99999999999999999.99")]), "overflow", 3),
+        (_text([ROWS[0], ROWS[1].replace("25.00", "92233720368547758.08")]), "overflow", 3),
+        (_text([ROWS[0], ROWS[1].replace("25.00", "-92233720368547758.08")]), "overflow", 3),
+        # No decimals (JPY): 18 digits are the fast conversion's, 19 the general parser's.
+        (
+            _text(
+                [ROWS[0].replace("100.00,0.60,99.40,USD", "9999999999999999999,0,9999999999999999999,JPY")],
+                "#TOTAL,1,0,0,0",
+            ),
+            "overflow",
+            2,
+        ),
     ],
 )
 def test_a_bad_file_is_refused_with_its_reason_and_line(tmp_path: Path, data: str, reason: str, line: int) -> None:
     err = _refused(_file(tmp_path, data))
     assert (err.reason, err.line) == (reason, line), err
+
+
+@pytest.mark.parametrize(
+    ("gross", "net", "minor"),
+    [
+        ("9999999999999999.99", "9999999999999999.39", 999999999999999999),
+        ("92233720368547758.07", "92233720368547758.07", 2**63 - 1),
+    ],
+    ids=["fast conversion", "general parser"],
+)
+def test_the_largest_amounts_are_read_exactly(tmp_path: Path, gross: str, net: str, minor: int) -> None:
+    """Up to 16 digits before the point the canonical form is converted by dropping the point;
+    17 (up to 2**63 - 1 minor units) go to the general parser. Both exact."""
+    fee = "0.60" if gross != net else "0.00"
+    row = ROWS[0].replace("100.00", gross).replace("0.60", fee).replace("99.40", net)
+    data = _text([row], f"#TOTAL,1,{gross},{fee},{net}")
+    frame = get_format("payrecon_csv").parse(_file(tmp_path, data), channel="cardusd").frame
+    assert frame["gross_minor"].to_list() == [minor]
 
 
 def test_bytes_that_are_not_utf8_name_their_line(tmp_path: Path) -> None:

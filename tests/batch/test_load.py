@@ -42,6 +42,13 @@ def test_reads_typed_columns(tmp_path: Path) -> None:
     assert str(frame["created_at"].dtype) == "Datetime(time_unit='us', time_zone='UTC')"
 
 
+def test_amounts_from_one_digit_to_the_64_bit_limit_are_read_exactly(tmp_path: Path) -> None:
+    rows = [GOOD.replace("10050", "5").replace(",60,", ",0,"),
+            GOOD.replace("P1", "P2").replace("10050", "9223372036854775807").replace(",60,", ",9223372036854775807,")]  # fmt: skip
+    frame = read_internal(write(tmp_path, *rows))
+    assert frame["amount_minor"].to_list() == [5, 2**63 - 1] and frame["fee_minor"].to_list() == [0, 2**63 - 1]
+
+
 def test_timestamps_in_other_iso_forms_are_read_to_the_same_instant(tmp_path: Path) -> None:
     """Our usual form parses without inference; blanks around it and other ISO 8601 forms take the
     slower paths, and every row lands on the same UTC instant."""
@@ -116,6 +123,9 @@ def test_the_fixed_width_parser_reads_no_timestamp_differently(values: list[str]
         (GOOD.replace("10050", "１００５０"), "bad_amount"),  # fullwidth, as a Chinese spreadsheet writes
         (GOOD.replace("10050", "١٠٠٥٠"), "bad_amount"),  # Arabic-Indic
         (GOOD.replace("10050", "1005０"), "bad_amount"),
+        (GOOD.replace(",60,", ",6.0,"), "bad_amount"),  # a fee, too, is whole minor units
+        (GOOD.replace(",60,", ",sixty,"), "bad_amount"),
+        (GOOD.replace(",60,", ",9223372036854775808,"), "overflow"),
         (GOOD.replace("SUCCEEDED", "DONE"), "bad_status"),
         (GOOD.replace(",PAY,", ",PAYMENT,"), "bad_biz_type"),
         (GOOD.replace("CNY", "XYZ"), "bad_currency"),

@@ -167,3 +167,46 @@ def test_camt054_bad_amounts_and_structure(tmp_path: Path) -> None:
     cut = tmp_path / "cut.xml"
     cut.write_text(CAMT054_V08.read_text()[:-60])
     assert _refused("camt054", cut).reason == "truncated"
+
+
+@pytest.mark.parametrize(
+    ("code", "gross", "line_type"),
+    [
+        (("PMNT", "RCDT", "ESCT"), 12_345, "PAYMENT"),
+        (("PMNT", "ICDT", "ESCT"), -12_345, "PAYOUT"),
+        # The code decides over the sign (a received credit booked as a debit is still its payment).
+        (("PMNT", "RCDT", "ESCT"), -12_345, "PAYMENT"),
+        (("PMNT", "ICDT", "ESCT"), 12_345, "PAYOUT"),
+        (("PMNT", "ICDT", "RRTN"), -12_345, "REFUND"),
+        (("ACMT", "MDOP", "CHRG"), -12_345, "FEE"),
+        (("ACMT", "MCOP", "ADJT"), 12_345, "ADJUSTMENT"),
+        (("PMNT", "CCRD", "CHBK"), -12_345, "CHARGEBACK"),
+        # A card family without the chargeback sub-family, and a code we do not map: by the sign.
+        (("PMNT", "CCRD", "POSD"), 12_345, "PAYMENT"),
+        (("PMNT", "MCRD", "CHBK"), -12_345, "PAYOUT"),
+        (("XTND", "NTAV", "NTAV"), -12_345, "PAYOUT"),
+    ],
+)
+def test_a_camt053_entry_is_typed_by_its_bank_transaction_code(
+    tmp_path: Path, code: tuple[str, str, str], gross: int, line_type: str
+) -> None:
+    from connectors.statements import camt053
+    from pipelines.records import LineType, StatementLine
+
+    day = date(2026, 11, 2)
+    booked = datetime(2026, 11, 2, 3, tzinfo=UTC)
+    written = LineType.PAYMENT if gross > 0 else LineType.PAYOUT
+    line = StatementLine("jpbank", "", day, "", "", 0, written, "T1", "P1", gross, 0, gross, "JPY", booked, day, "")
+    text = camt053.render([line], account="ACC", currency="JPY", business_date=day, stmt_id="S1")
+    domain, family, sub = camt053.BANK_TX_CODE[written]
+    usual = f"<Domn><Cd>{domain}</Cd><Fmly><Cd>{family}</Cd><SubFmlyCd>{sub}</SubFmlyCd></Fmly></Domn>"
+    assert text.count(usual) == 1
+    path = tmp_path / "s.camt053.xml"
+    path.write_text(
+        text.replace(
+            usual, f"<Domn><Cd>{code[0]}</Cd><Fmly><Cd>{code[1]}</Cd><SubFmlyCd>{code[2]}</SubFmlyCd></Fmly></Domn>"
+        ),
+        encoding="utf-8",
+    )
+    parsed = get_format("camt053").parse(path, channel="jpbank")
+    assert parsed.frame["line_type"].to_list() == [line_type]

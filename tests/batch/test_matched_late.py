@@ -17,10 +17,11 @@ from typer.testing import CliRunner
 from connectors.warehouse import Warehouse
 from pipelines.batch import shards
 from pipelines.batch.day import DayPaths, match_and_persist
+from pipelines.batch.late import _pair_is_clean
 from pipelines.cli import app
 from pipelines.frames import INTERNAL_SCHEMA
 from pipelines.matching.rules import load_rules
-from pipelines.records import break_id
+from pipelines.records import BizType, break_id
 
 RULE = load_rules()["alipay"]
 D2, D3 = DAY + timedelta(days=2), DAY + timedelta(days=3)
@@ -348,3 +349,24 @@ def test_a_missing_internal_keeps_its_lines_reference_and_an_older_warehouse_sti
         # A later day that reports T2 again gives its break the reference it lacked.
         run(wh, tmp_path, D3, [], [line("", "T2", 20000)])
         assert wh.execute("SELECT reference FROM breaks WHERE channel_txn_id = 'T2'") == [("",)]
+
+
+@pytest.mark.parametrize("basis", ["gross", "net"])
+def test_a_late_pair_is_judged_on_the_rules_fee_basis(basis: str) -> None:
+    """With a net basis a line's net plus our contracted fee stands for its gross (and no fee is
+    compared); with a gross basis its gross and fee are compared as they are."""
+    rule = RULE.model_copy(update={"fees": RULE.fees.model_copy(update={"basis": basis})})
+    contracted = rule.fees.expected_fee(BizType.PAY, 10_000)
+    assert contracted > 0
+    ours = {"biz_type": "PAY", "amount_minor": 10_000, "currency_ours": "CNY", "status_ours": "SUCCEEDED",
+            "currency": "CNY", "status": "SUCCEEDED"}  # fmt: skip
+    gross_line = {**ours, "gross_minor": 10_000, "fee_minor": contracted, "net_minor": 10_000 - contracted}
+    net_only = {**ours, "gross_minor": None, "fee_minor": None, "net_minor": 10_000 - contracted}
+    short = {**gross_line, "gross_minor": 9_000, "net_minor": 9_000 - contracted}
+    no_net = {**gross_line, "net_minor": None}
+    if basis == "net":
+        assert [_pair_is_clean(rule, p) for p in (gross_line, net_only, short, no_net)] == [True, True, False, False]
+        assert not _pair_is_clean(rule, {**net_only, "net_minor": 10_000})  # no fee taken: net plus ours is over
+    else:
+        assert [_pair_is_clean(rule, p) for p in (gross_line, net_only, short, no_net)] == [True, False, False, True]
+        assert not _pair_is_clean(rule, {**gross_line, "fee_minor": contracted + 1})

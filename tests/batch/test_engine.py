@@ -86,6 +86,21 @@ def test_two_lines_competing_for_one_record_are_both_ambiguous() -> None:
     assert kinds(result) == [("AMBIGUOUS", None, "t1"), ("AMBIGUOUS", None, "t2")]
 
 
+def test_the_channel_id_pass_matches_one_candidate_and_never_picks_among_two() -> None:
+    """A bank line without our reference, known to us by its channel id alone (the fast path
+    leaves nothing here: it pairs by the payment id)."""
+    ours = internal([{"payment_id": "p1", "amount_minor": 700, "channel_txn_id": "t1"}])
+    theirs = lines([{"channel_txn_id": "t1", "gross_minor": 700}])
+    result = run(make_rule(), ours, theirs)
+    assert kinds(result) == [] and result.internal["matched"] == 1
+    # Two of our records name the same channel id: both and the line are a person's call.
+    ours = internal([{"payment_id": "p1", "amount_minor": 700, "channel_txn_id": "t1"},
+                     {"payment_id": "p2", "amount_minor": 700, "channel_txn_id": "t1"}])  # fmt: skip
+    result = run(make_rule(), ours, theirs)
+    assert kinds(result) == [("AMBIGUOUS", None, "t1")]
+    assert result.internal["breaks"] == 2 and result.internal["matched"] == 0
+
+
 def test_a_line_with_a_reference_never_matches_on_amount() -> None:
     ours = internal([{"payment_id": "p1", "amount_minor": 700}])
     theirs = lines([{"channel_txn_id": "t1", "payment_id": "unknown", "gross_minor": 700}])

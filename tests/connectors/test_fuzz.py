@@ -123,8 +123,12 @@ def _rewrite_text(path: Path, change: Callable[[str], str]) -> None:
         path.write_bytes(changed(data))
 
 
-@pytest.mark.parametrize("fmt", sorted(CHANNELS))
-@pytest.mark.parametrize("digit", ["１", "١"], ids=["fullwidth", "arabic-indic"])
+# Fullwidth digits (as Chinese spreadsheets write them) and Arabic-Indic ones, in every format
+# whose encoding has them (GBK, Alipay's, has no Arabic-Indic digits).
+OTHER_DIGITS = [(fmt, digit) for fmt in sorted(CHANNELS) for digit in ("１", "١") if fmt != "alipay" or digit == "１"]
+
+
+@pytest.mark.parametrize(("fmt", "digit"), OTHER_DIGITS)
 def test_an_amount_in_other_digits_refuses_the_file(tmp_path: Path, fmt: str, digit: str) -> None:
     """The first line's gross (123.45, or 12345 where the file writes minor units or the currency
     has no decimals; no other amount of the file has those digits) with its first digit written in
@@ -144,8 +148,6 @@ def test_an_amount_in_other_digits_refuses_the_file(tmp_path: Path, fmt: str, di
                 return text.replace(amount, digit + amount[1:])  # every column that holds it
         return text
 
-    if digit == "١" and fmt == "alipay":
-        pytest.skip("GBK has no Arabic-Indic digits")
     _rewrite_text(path, change)
     assert done, f"no amount 123.45 or 12345 in the {fmt} file"
     with pytest.raises(StatementError) as err:
